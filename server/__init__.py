@@ -1,0 +1,1 @@
+"""The gRPC pricing service over onnxruntime; never imports TensorFlow."""

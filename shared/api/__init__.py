@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of proto/pricing/v1/pricing.proto (regenerate with `make proto`)."""
