@@ -9,12 +9,9 @@ baseline; `speed-up` is QuantLib's time over ours.
 
 from __future__ import annotations
 
-import os
-import timeit
-from pathlib import Path
-
 import numpy as np
 import QuantLib as ql  # noqa: N813
+from timing import best_seconds, machine
 
 from shared.black_scholes import black_scholes
 
@@ -43,32 +40,17 @@ def quantlib_all_greeks(inputs: dict[str, np.ndarray]) -> None:
         calc.value(), calc.delta(s), calc.gamma(s), calc.theta(s, t), calc.vega(t), calc.rho(t)
 
 
-def ns_per_option(run: object, n: int, min_seconds: float = 0.5) -> float:
-    timer = timeit.Timer(run)
-    loops, _ = timer.autorange()
-    loops = max(loops, int(loops * min_seconds / 0.2))
-    best = min(timer.repeat(repeat=5, number=loops)) / loops
-    return best / n * 1e9
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
 def main() -> None:
     rng = np.random.default_rng(0)
     baseline_inputs = random_inputs(1024, rng)
-    baseline = ns_per_option(lambda: quantlib_all_greeks(baseline_inputs), 1024)
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; numpy {np.__version__}")
+    baseline = best_seconds(lambda: quantlib_all_greeks(baseline_inputs)) / 1024 * 1e9
+    print(f"machine: {machine()}; numpy {np.__version__}")
     print("| implementation | batch | ns per option | speed-up vs QuantLib |")
     print("|---|---:|---:|---:|")
     print(f"| QuantLib BlackCalculator, one call per option | 1024 | {baseline:,.0f} | 1.0 |")
     for n in (1, 1024, 100_000):
         inputs = random_inputs(n, rng)
-        ours = ns_per_option(lambda inputs=inputs: black_scholes(**inputs), n)
+        ours = best_seconds(lambda inputs=inputs: black_scholes(**inputs)) / n * 1e9
         print(f"| shared.black_scholes (numpy) | {n:,} | {ours:,.0f} | {baseline / ours:,.1f} |")
 
 

@@ -12,8 +12,9 @@ The protocol (DESIGN.md section 3), which makes parallel trainers and killed wri
 - One cross-process lock per `<kind>/<name>` serialises writers of that model; different
   models never wait for each other. All writers hold the lock, so a `.tmp-*` entry seen
   while holding it was left by a writer that died, and is removed.
-- Readers take no lock. Version folders never change once renamed into place, and a reader
-  checks every file against the sha256 in `meta.json` before handing it out.
+- Readers take no lock. The files of a version never change once renamed into place (only
+  `meta.json` may be replaced atomically, to add later measurements), and a reader checks
+  every file against the sha256 in `meta.json` before handing it out.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
-from shared.atomic_files import TEMP_PREFIX, fsync_dir, replace_atomically, write_durably
+from shared.atomic_files import DIR_MODE, TEMP_PREFIX, fsync_dir, replace_atomically, write_durably
 
 FORMAT_VERSION = 1
 KINDS = ("pinn", "mamba")
@@ -79,6 +80,10 @@ class Artifact:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _meta_bytes(meta: Mapping[str, Any]) -> bytes:
+    return json.dumps(meta, indent=2).encode() + b"\n"
 
 
 def _require(pattern: re.Pattern[str], what: str, value: str) -> None:
@@ -178,9 +183,10 @@ class ArtifactStore:
             }
             staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=model_dir))
             try:
+                staging.chmod(DIR_MODE)
                 for filename, data in files.items():
                     write_durably(staging / filename, data)
-                write_durably(staging / META_FILE, json.dumps(full_meta, indent=2).encode() + b"\n")
+                write_durably(staging / META_FILE, _meta_bytes(full_meta))
                 fsync_dir(staging)
                 os.rename(staging, model_dir / version)
             except BaseException:
@@ -195,6 +201,18 @@ class ArtifactStore:
             artifact = self.load(kind, name, version)
             replace_atomically(self.model_dir(kind, name) / CURRENT_FILE, f"{version}\n".encode())
         return artifact
+
+    def update_meta(
+        self, kind: str, name: str, version: str, updates: Mapping[str, Any]
+    ) -> Artifact:
+        """Merge `updates` into a version's meta.json, atomically (a later evaluation, say)."""
+        if clash := STORE_KEYS & updates.keys():
+            raise ValueError(f"meta may not set the store's own keys: {', '.join(sorted(clash))}")
+        with self.lock(kind, name):
+            artifact = self.load(kind, name, version)
+            meta = {**artifact.meta, **updates}
+            replace_atomically(artifact.path / META_FILE, _meta_bytes(meta))
+        return replace(artifact, meta=meta)
 
     @staticmethod
     def _read_verified(path: Path, entry: Mapping[str, Any]) -> bytes:

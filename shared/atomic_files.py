@@ -12,6 +12,10 @@ import tempfile
 from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
+# mkstemp and mkdtemp create private (0600/0700) entries; artifacts are read by servers
+# that may run as another user, so published ones are made world-readable.
+FILE_MODE = 0o644
+DIR_MODE = 0o755
 
 
 def fsync_dir(path: Path) -> None:
@@ -43,6 +47,7 @@ def replace_atomically(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -47,6 +47,20 @@ def test_write_promote_load_round_trip(tmp_path):
     assert {"format_version", "kind", "name", "version", "created"} <= loaded.meta.keys()
     assert store.load("pinn", "default", second.version).model == b"newer"
     assert (tmp_path / "pinn" / "default" / CURRENT_FILE).read_text() == "v0001\n"
+    # Readable by a server running as another user.
+    assert (tmp_path / "pinn" / "default" / CURRENT_FILE).stat().st_mode & 0o777 == 0o644
+    assert loaded.path.stat().st_mode & 0o777 == 0o755
+
+
+def test_update_meta_adds_keys_atomically_and_keeps_the_files(tmp_path):
+    store = ArtifactStore(tmp_path)
+    written = store.write("pinn", "default", {MODEL_FILE: b"model"}, {"accuracy": {"old": 1}})
+    updated = store.update_meta("pinn", "default", written.version, {"accuracy": {"new": 2}})
+    assert updated.meta["accuracy"] == {"new": 2}
+    assert store.load("pinn", "default", written.version).meta == updated.meta
+    assert leftovers(store, "pinn", "default") == []
+    with pytest.raises(ValueError, match="store's own keys: files"):
+        store.update_meta("pinn", "default", written.version, {"files": {}})
 
 
 def test_rejects_unsafe_names_and_store_keys(tmp_path):

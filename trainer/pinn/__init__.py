@@ -1,0 +1,1 @@
+"""The physics-informed Black-Scholes pricer: domain, network, training, export, evaluation."""

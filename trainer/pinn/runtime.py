@@ -1,0 +1,32 @@
+"""Running an exported PINN in onnxruntime, as the server will: no TensorFlow here."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+OUTPUTS = ("price", "delta", "gamma", "theta", "vega", "rho")
+
+
+def onnx_session(model: bytes) -> ort.InferenceSession:
+    """One session with the settings measured best for these small graphs (DESIGN.md section 6)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def run_model(
+    session: ort.InferenceSession, x: np.ndarray, chunk: int = 65_536
+) -> dict[str, np.ndarray]:
+    """The six outputs for the rows of x (float64 in, cast to float32; float64 out), in chunks."""
+    parts = [
+        session.run(list(OUTPUTS), {"x": x[i : i + chunk].astype(np.float32)})
+        for i in range(0, len(x), chunk)
+    ]
+    return {
+        name: np.concatenate([p[j] for p in parts]).astype(np.float64)
+        for j, name in enumerate(OUTPUTS)
+    }
