@@ -16,8 +16,6 @@ import os
 import sys
 from pathlib import Path
 
-log = logging.getLogger("trainer")
-
 
 class ExitCode(enum.IntEnum):
     """Exit statuses of `trainer`, one per way it can end."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import platform
 from importlib import metadata
 from typing import Any
@@ -16,7 +15,6 @@ from trainer.pinn.export import OPSET, ExportError, to_onnx
 from trainer.pinn.runtime import OUTPUTS, onnx_session
 from trainer.pinn.train import TrainConfig, TrainResult
 
-log = logging.getLogger(__name__)
 KIND, NAME = "pinn", "default"
 PLOT_FILE = "error.png"
 

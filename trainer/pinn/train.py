@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -42,7 +41,6 @@ from trainer.safe_training import (
     TrainingInterrupted,
 )
 
-log = logging.getLogger(__name__)
 LOSS_UNIT = 1e-5  # errors are measured in units of 1e-5 of the strike
 TERMINAL_S = 1e-6
 
