@@ -16,8 +16,8 @@ from timing import best_seconds, machine
 
 from shared.artifact_store import ArtifactStore
 from shared.black_scholes import black_scholes
+from shared.pinn_graph import OUTPUTS, onnx_session
 from trainer.pinn.domain import sample_inputs
-from trainer.pinn.runtime import OUTPUTS, onnx_session
 
 
 def main() -> None:

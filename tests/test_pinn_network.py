@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.pinn.domain import COLUMNS, DOMAIN, sample_inputs
+from shared.pinn_graph import COLUMNS
+from trainer.pinn.domain import DOMAIN, sample_inputs
 from trainer.pinn.network import NetworkShape, build_correction, price_and_greeks, symmetric_value
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from shared.artifact_store import ArtifactStore
+from shared.pinn_graph import OUTPUTS, onnx_session, run_model
 from trainer.pinn.domain import sample_inputs
-from trainer.pinn.runtime import OUTPUTS, onnx_session, run_model
 
 QUICK = ["--quick", "--eval-points", "20000"]
 

@@ -13,9 +13,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# Column order of the ONNX input `x`; the trainer-server contract.
-COLUMNS = ("is_put", "spot", "strike", "tau", "rate", "volatility", "dividend_yield")
-
 
 @dataclass(frozen=True)
 class Domain:

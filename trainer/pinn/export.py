@@ -19,9 +19,9 @@ import onnx
 import tensorflow as tf
 import tf2onnx
 
-from trainer.pinn.domain import COLUMNS, sample_inputs
+from shared.pinn_graph import COLUMNS, OUTPUTS, onnx_session
+from trainer.pinn.domain import sample_inputs
 from trainer.pinn.network import NetworkShape, build_correction, price_and_greeks
-from trainer.pinn.runtime import OUTPUTS, onnx_session
 
 log = logging.getLogger(__name__)
 OPSET = 17

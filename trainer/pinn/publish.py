@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from shared.artifact_store import MODEL_FILE, Artifact, ArtifactStore
-from trainer.pinn.domain import COLUMNS, DOMAIN, sample_inputs
+from shared.pinn_graph import COLUMNS, OUTPUTS, onnx_session
+from trainer.pinn.domain import DOMAIN, sample_inputs
 from trainer.pinn.evaluate import Metric, accuracy, as_meta, error_plot
 from trainer.pinn.export import OPSET, ExportError, to_onnx
-from trainer.pinn.runtime import OUTPUTS, onnx_session
 from trainer.pinn.train import TrainConfig, TrainResult
 
 KIND, NAME = "pinn", "default"

@@ -1,10 +1,15 @@
-"""Running an exported PINN in onnxruntime, as the server will: no TensorFlow here."""
+"""The PINN's ONNX graph as trainer and server share it: its columns, outputs and session.
+
+The contract: one input `x`, float32 [N, 7] with columns COLUMNS; outputs OUTPUTS, float32
+[N]. Imports onnxruntime, so only installs with the `server` or `trainer` extra use it.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
 
+COLUMNS = ("is_put", "spot", "strike", "tau", "rate", "volatility", "dividend_yield")
 OUTPUTS = ("price", "delta", "gamma", "theta", "vega", "rho")
 
 

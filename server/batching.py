@@ -1,0 +1,128 @@
+"""Micro-batching: PriceOption calls that arrive while the model is busy share its next run.
+
+An idle batcher runs a request at once (no waiting window). While a run is in progress,
+new requests queue; when it ends, everything queued (up to `max_batch_rows`) goes into one
+onnxruntime call. The queue is bounded in rows: past it, `Overloaded` at once, which the
+service turns into RESOURCE_EXHAUSTED. A request whose deadline passed while it waited is
+dropped before inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from server.model import LoadedModel
+
+
+class Overloaded(RuntimeError):
+    """The queue is full."""
+
+
+class DeadlineExpired(RuntimeError):
+    """The caller's deadline passed before its rows reached the model."""
+
+
+@dataclass
+class _Pending:
+    rows: np.ndarray
+    deadline: float | None  # time.monotonic() value, or None for no deadline
+    future: asyncio.Future[tuple[LoadedModel, np.ndarray]]
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        current_model: Callable[[], LoadedModel],
+        executor: Executor,
+        max_batch_rows: int,
+        max_queue_rows: int,
+        on_batch: Callable[[int], None] = lambda _: None,
+    ) -> None:
+        self._current_model = current_model
+        self._executor = executor
+        self._max_batch_rows = max_batch_rows
+        self._max_queue_rows = max_queue_rows
+        self._on_batch = on_batch
+        self._queue: deque[_Pending] = deque()
+        self.queued_rows = 0
+        self._draining = False
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def run(
+        self, rows: np.ndarray, deadline: float | None = None
+    ) -> tuple[LoadedModel, np.ndarray]:
+        """The model that ran and its outputs [len(OUTPUTS), len(rows)] for these rows."""
+        if self.queued_rows + len(rows) > self._max_queue_rows:
+            raise Overloaded(
+                f"{self.queued_rows} rows already wait for the model (limit {self._max_queue_rows})"
+            )
+        loop = asyncio.get_running_loop()
+        pending = _Pending(rows, deadline, loop.create_future())
+        self._queue.append(pending)
+        self.queued_rows += len(rows)
+        if not self._draining:
+            self._draining = True
+            self._drain_task = loop.create_task(self._drain())
+        return await pending.future
+
+    def _next_batch(self) -> list[_Pending]:
+        batch, rows = [], 0
+        while self._queue and (
+            not batch or rows + len(self._queue[0].rows) <= self._max_batch_rows
+        ):
+            pending = self._queue.popleft()
+            self.queued_rows -= len(pending.rows)
+            if not pending.future.done():  # done: the caller went away
+                batch.append(pending)
+                rows += len(pending.rows)
+        return batch
+
+    def _infer(
+        self, model: LoadedModel, batch: list[_Pending]
+    ) -> tuple[list[int], np.ndarray | None]:
+        """In the executor thread: drop what expired while queued, then one model run."""
+        now = time.monotonic()
+        kept = [i for i, p in enumerate(batch) if p.deadline is None or p.deadline > now]
+        if not kept:
+            return kept, None
+        x = np.concatenate([batch[i].rows for i in kept])
+        self._on_batch(len(x))
+        return kept, model.run(x)
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch = self._next_batch()
+                if not batch:
+                    continue
+                model = self._current_model()
+                try:
+                    kept, outputs = await loop.run_in_executor(
+                        self._executor, self._infer, model, batch
+                    )
+                except Exception as error:  # a failing run fails its callers, not the batcher
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(error)
+                    continue
+                start, ran = 0, set(kept)
+                for i, pending in enumerate(batch):
+                    if i not in ran:
+                        if not pending.future.done():
+                            expired = DeadlineExpired("deadline passed while waiting for the model")
+                            pending.future.set_exception(expired)
+                        continue
+                    end = start + len(pending.rows)
+                    if not pending.future.done():  # the rows ran even if the caller left
+                        pending.future.set_result((model, outputs[:, start:end]))
+                    start = end
+        finally:
+            self._draining = False

@@ -1,0 +1,163 @@
+"""The server's settings: command-line flags, each with an environment-variable equivalent.
+
+A flag beats its variable, which beats the default: `--port 50051` or `PRICING_PORT=50051`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 50051
+    models_dir: Path = Path("models")
+    redis_url: str | None = None  # None: the in-process cache only
+    workers: int = 1
+    local_cache_size: int = 100_000
+    local_cache_ttl: float = 60.0
+    redis_ttl: float = 300.0
+    redis_timeout: float = 0.025  # seconds; Redis must never hold a request up for long
+    redis_cooldown: float = 5.0  # seconds the circuit breaker stays open after failures
+    max_batch_rows: int = 512  # rows per onnxruntime call for coalesced PriceOption calls
+    max_queue_rows: int = 8192  # rows waiting for the model; beyond it RESOURCE_EXHAUSTED
+    max_request_rows: int = 100_000  # largest PriceBatch
+    reload_interval: float = 1.0  # seconds between checks of CURRENT
+    metrics_port: int = 9100  # 0: no metrics server; worker i serves on metrics_port + i
+    grace: float = 5.0  # seconds in-flight calls get at shutdown
+    log_level: str = "INFO"
+
+
+# flag, environment variable, parser, help
+_OPTIONS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
+    "host": ("--host", "PRICING_HOST", str, "address to listen on"),
+    "port": ("--port", "PRICING_PORT", int, "gRPC port"),
+    "models_dir": ("--models", "PRICING_MODELS_DIR", Path, "models folder (artifact store root)"),
+    "redis_url": (
+        "--redis-url",
+        "REDIS_URL",
+        str,
+        "Redis URL for the shared cache; unset: in-process cache only",
+    ),
+    "workers": (
+        "--workers",
+        "PRICING_WORKERS",
+        int,
+        "server processes sharing the port (SO_REUSEPORT)",
+    ),
+    "local_cache_size": (
+        "--cache-size",
+        "PRICING_CACHE_SIZE",
+        int,
+        "entries of the in-process cache",
+    ),
+    "local_cache_ttl": (
+        "--cache-ttl",
+        "PRICING_CACHE_TTL",
+        float,
+        "seconds an in-process entry lives",
+    ),
+    "redis_ttl": ("--redis-ttl", "PRICING_REDIS_TTL", float, "seconds a Redis entry lives"),
+    "redis_timeout": (
+        "--redis-timeout",
+        "PRICING_REDIS_TIMEOUT",
+        float,
+        "seconds before a Redis call counts as failed",
+    ),
+    "redis_cooldown": (
+        "--redis-cooldown",
+        "PRICING_REDIS_COOLDOWN",
+        float,
+        "seconds Redis is skipped after failures",
+    ),
+    "max_batch_rows": (
+        "--max-batch-rows",
+        "PRICING_MAX_BATCH_ROWS",
+        int,
+        "rows per coalesced model call",
+    ),
+    "max_queue_rows": (
+        "--max-queue-rows",
+        "PRICING_MAX_QUEUE_ROWS",
+        int,
+        "rows allowed to wait for the model",
+    ),
+    "max_request_rows": (
+        "--max-request-rows",
+        "PRICING_MAX_REQUEST_ROWS",
+        int,
+        "largest PriceBatch, in rows",
+    ),
+    "reload_interval": (
+        "--reload-interval",
+        "PRICING_RELOAD_INTERVAL",
+        float,
+        "seconds between checks for a new model",
+    ),
+    "metrics_port": (
+        "--metrics-port",
+        "PRICING_METRICS_PORT",
+        int,
+        "Prometheus port (worker i: +i); 0 = off",
+    ),
+    "grace": ("--grace", "PRICING_GRACE", float, "seconds in-flight calls get at shutdown"),
+    "log_level": ("--log-level", "PRICING_LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING or ERROR"),
+}
+
+_POSITIVE = {"workers", "local_cache_size", "max_batch_rows", "max_queue_rows", "max_request_rows"}
+_NON_NEGATIVE = {
+    "port",
+    "metrics_port",
+    "local_cache_ttl",
+    "redis_ttl",
+    "redis_timeout",
+    "redis_cooldown",
+    "grace",
+}
+
+
+def parse_config(
+    argv: Sequence[str] | None = None, environ: dict[str, str] | None = None
+) -> ServerConfig:
+    """Flags, then environment variables, then defaults; a bad value is a usage error naming the flag."""
+    environ = os.environ if environ is None else environ
+    defaults = ServerConfig()
+    parser = argparse.ArgumentParser(
+        prog="pricing-server", description="gRPC option pricing over ONNX models."
+    )
+    for field in fields(ServerConfig):
+        flag, env, kind, text = _OPTIONS[field.name]
+        parser.add_argument(
+            flag,
+            dest=field.name,
+            type=kind,
+            help=f"{text} (env {env}; default {getattr(defaults, field.name)})",
+        )
+    args = parser.parse_args(argv)
+    values = {}
+    for field in fields(ServerConfig):
+        flag, env, kind, _ = _OPTIONS[field.name]
+        value = getattr(args, field.name)
+        if value is None and env in environ:
+            try:
+                value = kind(environ[env])
+            except ValueError:
+                parser.error(f"{env}={environ[env]!r} (or {flag}) is not a valid {kind.__name__}")
+        if value is None:
+            value = getattr(defaults, field.name)
+        if field.name in _POSITIVE and value <= 0:
+            parser.error(f"{flag} must be > 0, got {value}")
+        if field.name in _NON_NEGATIVE and value < 0:
+            parser.error(f"{flag} must be >= 0, got {value}")
+        values[field.name] = value
+    if values["log_level"] not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        parser.error(
+            f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']}"
+        )
+    return ServerConfig(**values)

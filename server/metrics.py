@@ -1,0 +1,41 @@
+"""The server's Prometheus metrics (text exposition on `--metrics-port`, worker i on +i)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+REQUESTS = Counter(
+    "pricing_requests_total", "RPCs answered, by method and status code", ["method", "code"]
+)
+LATENCY = Histogram(
+    "pricing_request_seconds",
+    "Time spent in the handler, by method",
+    ["method"],
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BATCH_ROWS = Histogram(
+    "pricing_batch_rows",
+    "Rows per onnxruntime call of the micro-batcher",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+QUEUE_ROWS = Gauge("pricing_queue_rows", "Rows waiting for the model")
+CACHE_LOOKUPS = Counter(
+    "pricing_cache_lookups_total", "Quote cache lookups, by tier and result", ["tier", "result"]
+)
+REDIS_EVENTS = Counter(
+    "pricing_redis_events_total", "Redis errors, skips (breaker open), malformed values", ["event"]
+)
+MODEL_INFO = Gauge(
+    "pricing_model_info", "1 for the model version in service", ["kind", "name", "version"]
+)
+
+
+def serve_metrics(port: int) -> None:
+    """Start the exposition server in a daemon thread (no-op when port is 0)."""
+    if port:
+        start_http_server(port, addr="0.0.0.0")
+
+
+def model_swapped(kind: str, name: str, version: str) -> None:
+    MODEL_INFO.clear()
+    MODEL_INFO.labels(kind, name, version).set(1)

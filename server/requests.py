@@ -1,0 +1,61 @@
+"""From proto requests to rows of the model's input, refusing anything it must not price.
+
+Every refusal is INVALID_ARGUMENT with the field, the row and the allowed range: a value
+outside the model's trained domain is refused, never extrapolated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.api import pricing_pb2
+from shared.validation import POSITIVE, Allowed, Interval, OneOf, check_columns
+
+OPTION_TYPES = OneOf((pricing_pb2.CALL, pricing_pb2.PUT), ("1 (CALL)", "2 (PUT)"))
+# Request fields in the order of the model's input columns (is_put comes from `type`).
+FIELDS = ("type", "spot", "strike", "tau", "rate", "volatility", "dividend_yield")
+REQUIRED = FIELDS[:-1]  # dividend_yield may be left out: 0
+
+
+class BadRequest(ValueError):
+    """A request whose shape is wrong (empty, ragged or oversized batch)."""
+
+
+def _check(columns: dict[str, np.ndarray], domain: dict[str, Interval]) -> None:
+    check_columns(columns, {"type": OPTION_TYPES, "spot": POSITIVE, "strike": POSITIVE})
+    domain_columns = {"spot/strike": columns["spot"] / columns["strike"]} | columns
+    allowed: dict[str, Allowed] = {"spot/strike": domain["moneyness"]}
+    allowed |= {name: domain[name] for name in ("tau", "volatility", "rate", "dividend_yield")}
+    check_columns(domain_columns, allowed)
+
+
+def _rows(columns: dict[str, np.ndarray]) -> np.ndarray:
+    is_put = (columns["type"] == pricing_pb2.PUT).astype(np.float64)
+    return np.stack(np.broadcast_arrays(is_put, *(columns[name] for name in FIELDS[1:])), axis=1)
+
+
+def option_row(request: pricing_pb2.PriceOptionRequest, domain: dict[str, Interval]) -> np.ndarray:
+    """The single row [1, 7] of a PriceOption request."""
+    columns = {name: np.array([getattr(request, name)], dtype=np.float64) for name in FIELDS}
+    _check(columns, domain)
+    return _rows(columns)
+
+
+def batch_rows(
+    request: pricing_pb2.PriceBatchRequest, domain: dict[str, Interval], max_rows: int
+) -> np.ndarray:
+    """The rows [n, 7] of a column-wise PriceBatch request; columns of length 1 broadcast."""
+    columns = {name: np.array(getattr(request, name), dtype=np.float64) for name in FIELDS}
+    n = max(len(column) for column in columns.values())
+    if n == 0:
+        raise BadRequest("empty batch: give at least type, spot, strike, tau, rate and volatility")
+    if n > max_rows:
+        raise BadRequest(f"batch of {n} rows exceeds the maximum of {max_rows} rows")
+    if len(columns["dividend_yield"]) == 0:
+        columns["dividend_yield"] = np.zeros(1)
+    for name, column in columns.items():
+        if len(column) not in (1, n):
+            need = "is empty" if len(column) == 0 else f"has {len(column)} values"
+            raise BadRequest(f"column {name} {need}; it needs 1 value or {n} (the longest column)")
+    _check(columns, domain)
+    return _rows(columns)

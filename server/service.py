@@ -1,0 +1,146 @@
+"""The gRPC servicer: thin methods over requests.py, the cache, the batcher and the model.
+
+Errors are raised where they are found, as plain exceptions; `rpc` maps them to status
+codes (and counts them), so a bad input can never crash the server or leak a NaN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+
+from server import metrics
+from server.batching import DeadlineExpired, MicroBatcher, Overloaded
+from server.cache import QuoteCache, quote_key
+from server.model import ModelHolder, NoModel
+from server.requests import BadRequest, batch_rows, option_row
+from shared.api import pricing_pb2, pricing_pb2_grpc
+from shared.validation import InvalidInputError
+
+log = logging.getLogger(__name__)
+Reply = TypeVar("Reply")
+
+STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
+    InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
+    BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    DeadlineExpired: grpc.StatusCode.DEADLINE_EXCEEDED,
+    NoModel: grpc.StatusCode.UNAVAILABLE,
+    LookupError: grpc.StatusCode.NOT_FOUND,
+}
+
+
+class UnknownSymbol(LookupError):
+    """Forecast for a symbol without a model."""
+
+
+def rpc(
+    method: str,
+) -> Callable[[Callable[..., Awaitable[Reply]]], Callable[..., Awaitable[Reply]]]:
+    """Count and time a handler, and turn its exceptions into gRPC status codes."""
+
+    def decorate(handler: Callable[..., Awaitable[Reply]]) -> Callable[..., Awaitable[Reply]]:
+        @functools.wraps(handler)
+        async def call(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Reply:
+            start = time.perf_counter()
+            code, message = grpc.StatusCode.OK, ""
+            try:
+                return await handler(self, request, context)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except tuple(STATUS_OF) as error:
+                code = next(status for kind, status in STATUS_OF.items() if isinstance(error, kind))
+                message = str(error)
+            except Exception as error:
+                log.exception("%s failed", method)
+                code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}"
+            finally:
+                metrics.REQUESTS.labels(method, code.name).inc()
+                metrics.LATENCY.labels(method).observe(time.perf_counter() - start)
+            await context.abort(code, message)  # raises: the RPC ends with that status
+
+        return call
+
+    return decorate
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class PricingService(pricing_pb2_grpc.PricingServiceServicer):
+    def __init__(
+        self,
+        models: ModelHolder,
+        batcher: MicroBatcher,
+        cache: QuoteCache,
+        executor: Executor,
+        max_request_rows: int,
+    ) -> None:
+        self.models = models
+        self.batcher = batcher
+        self.cache = cache
+        self.executor = executor
+        self.max_request_rows = max_request_rows
+
+    @rpc("PriceOption")
+    async def PriceOption(  # noqa: N802 (gRPC's method name)
+        self, request: pricing_pb2.PriceOptionRequest, context: grpc.aio.ServicerContext
+    ) -> pricing_pb2.PriceOptionResponse:
+        model = self.models.current
+        row = option_row(request, model.domain)
+        quote, tier = await self.cache.get(quote_key(model.cache_tag, row[0]))
+        version = model.version
+        if quote is None:
+            # One inference prices the call and the put of this contract; both are cached.
+            both = np.repeat(row, 2, axis=0)
+            both[:, 0] = (0.0, 1.0)
+            model, outputs = await self.batcher.run(both, _deadline(context))
+            quote, version = outputs.T, model.version
+            self.cache.put(quote_key(model.cache_tag, row[0]), quote)
+        price, delta, gamma, theta, vega, rho = quote[int(row[0, 0])].tolist()
+        return pricing_pb2.PriceOptionResponse(
+            price=price,
+            greeks=pricing_pb2.Greeks(delta=delta, gamma=gamma, theta=theta, vega=vega, rho=rho),
+            model_version=version,
+            cached=tier is not None,
+        )
+
+    @rpc("PriceBatch")
+    async def PriceBatch(  # noqa: N802
+        self, request: pricing_pb2.PriceBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pricing_pb2.PriceBatchResponse:
+        # Priced straight, not cached: onnxruntime prices a row in ~0.3 us, less than a
+        # cache lookup per row would cost.
+        model = self.models.current
+        rows = batch_rows(request, model.domain, self.max_request_rows)
+        deadline = _deadline(context)
+        if deadline is not None and deadline <= time.monotonic():
+            raise DeadlineExpired("deadline passed before inference")
+        outputs = await asyncio.get_running_loop().run_in_executor(self.executor, model.run, rows)
+        price, delta, gamma, theta, vega, rho = (column.tolist() for column in outputs)
+        return pricing_pb2.PriceBatchResponse(
+            price=price,
+            delta=delta,
+            gamma=gamma,
+            theta=theta,
+            vega=vega,
+            rho=rho,
+            model_version=model.version,
+        )
+
+    @rpc("Forecast")
+    async def Forecast(  # noqa: N802
+        self, request: pricing_pb2.ForecastRequest, context: grpc.aio.ServicerContext
+    ) -> pricing_pb2.ForecastResponse:
+        raise UnknownSymbol(f"no forecast model for symbol {request.symbol!r}")

@@ -1,0 +1,91 @@
+"""A real `pricing-server` in a subprocess on a free port, for tests that talk gRPC to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+from redis_process import free_port
+from shared.api import pricing_pb2_grpc
+
+
+class ServerProcess:
+    """`python -m server.main` with the given flags; `address` once it listens."""
+
+    def __init__(self, models: Path, *flags: str, workers: int = 1) -> None:
+        self.port = free_port()
+        self.metrics_port = free_port() if workers == 1 else _free_run(workers)
+        command = [
+            sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(self.port),
+            "--models", str(models), "--metrics-port", str(self.metrics_port),
+            "--reload-interval", "0.2", "--workers", str(workers), *flags,
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        self.log: list[str] = []
+        listening = 0
+        for line in self.process.stdout:
+            if "listening on" in line:
+                listening += 1
+                if listening == workers:
+                    break
+        else:
+            raise RuntimeError(
+                f"pricing-server exited with {self.process.wait()}: {self.process.stderr.read()}"
+            )
+        self._drain = threading.Thread(target=self._collect, daemon=True)
+        self._drain.start()
+        self.address = f"127.0.0.1:{self.port}"
+
+    def _collect(self) -> None:
+        for line in self.process.stderr:
+            self.log.append(line)
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address, options=[("grpc.use_local_subchannel_pool", 1)])
+
+    def stub(self) -> pricing_pb2_grpc.PricingServiceStub:
+        return pricing_pb2_grpc.PricingServiceStub(self.channel())
+
+    def metrics(self, worker: int = 0) -> str:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port + worker}/metrics", timeout=5
+        ) as reply:
+            return reply.read().decode()
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        code = self.process.wait(timeout=timeout)
+        self._drain.join(timeout=5)
+        self.process.stdout.close()
+        self.process.stderr.close()
+        return code
+
+
+def _free_run(count: int) -> int:
+    """A base port with `count` free ports after it (metrics of worker i on base + i)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65536 and all(_is_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no run of free ports")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
