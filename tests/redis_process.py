@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -16,13 +17,18 @@ def free_port() -> int:
 
 
 class RedisProcess:
-    """redis-server with no persistence, its files in `workdir`; stop() ends it."""
+    """redis-server with no persistence, its files in `workdir`; stop() ends it.
 
-    def __init__(self, workdir: Path) -> None:
+    Tests of outages also kill it (SIGKILL), freeze it (SIGSTOP) and start it again on the
+    same port.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found: `make test` installs Debian's redis-server")
-        self.port = free_port()
+        self.workdir = workdir
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
@@ -47,7 +53,22 @@ class RedisProcess:
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout} s")
 
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def freeze(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> RedisProcess:
+        """A new server on the same port (after kill)."""
+        return RedisProcess(self.workdir, self.port)
+
     def stop(self) -> None:
+        self.thaw()
         self.process.terminate()
         try:
             self.process.wait(timeout=10)

@@ -52,7 +52,12 @@ class ServerProcess:
             self.log.append(line)
 
     def channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(self.address, options=[("grpc.use_local_subchannel_pool", 1)])
+        # Replies to batches above ~87,000 rows exceed gRPC's default 4 MB receive limit.
+        options = [
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.max_receive_message_length", 64 << 20),
+        ]
+        return grpc.insecure_channel(self.address, options=options)
 
     def stub(self) -> pricing_pb2_grpc.PricingServiceStub:
         return pricing_pb2_grpc.PricingServiceStub(self.channel())

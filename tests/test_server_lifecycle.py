@@ -1,0 +1,169 @@
+"""Start-up, configuration, graceful shutdown, several workers, metrics."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from server.config import ServerConfig, parse_config
+from server_process import ServerProcess
+from shared.api import pricing_pb2 as pb
+from shared.api import pricing_pb2_grpc
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+BIG = pb.PriceBatchRequest(
+    type=[1],
+    spot=[100.0],
+    strike=list(np.linspace(60, 180, 100_000)),
+    tau=[1.0],
+    rate=[0.01],
+    volatility=[0.3],
+)
+
+
+def test_flags_beat_environment_beat_defaults():
+    config = parse_config(
+        ["--port", "6000"],
+        {"PRICING_PORT": "7000", "REDIS_URL": "redis://h:1/0", "PRICING_WORKERS": "3"},
+    )
+    assert (config.port, config.redis_url, config.workers) == (6000, "redis://h:1/0", 3)
+    assert parse_config([], {}) == ServerConfig()
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "named"),
+    [
+        (["--workers", "0"], {}, "--workers"),
+        (["--port", "x"], {}, "--port"),
+        ([], {"PRICING_MAX_BATCH_ROWS": "many"}, "PRICING_MAX_BATCH_ROWS"),
+        (["--log-level", "loud"], {}, "--log-level"),
+    ],
+)
+def test_bad_settings_are_usage_errors_naming_the_flag(argv, environ, named):
+    result = subprocess.run(
+        [sys.executable, "-m", "server.main", *argv],
+        env={**os.environ, **environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert named in result.stderr
+
+
+def test_sigterm_lets_in_flight_calls_finish_then_exits_cleanly():
+    server = ServerProcess(MODELS, "--grace", "10")
+    stub = server.stub()
+    in_flight = [stub.PriceBatch.future(BIG, timeout=30) for _ in range(3)]
+    time.sleep(0.05)
+    server.process.send_signal(signal.SIGTERM)
+    assert all(len(call.result().price) == 100_000 for call in in_flight)
+    assert server.stop() == 0
+    assert any("stopped" in line for line in server.log)
+
+
+def test_without_a_model_it_starts_unavailable_and_serves_once_one_is_promoted(tmp_path):
+    server = ServerProcess(tmp_path / "models")
+    try:
+        with pytest.raises(grpc.RpcError) as raised:
+            server.stub().PriceOption(
+                pb.PriceOptionRequest(
+                    type=pb.CALL, spot=100, strike=100, tau=1, rate=0.01, volatility=0.2
+                )
+            )
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        shutil.copytree(MODELS, tmp_path / "models", dirs_exist_ok=True)
+        deadline = time.monotonic() + 10
+        while "pricing_model_info{" not in server.metrics():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert (
+            server.stub()
+            .PriceOption(
+                pb.PriceOptionRequest(
+                    type=pb.CALL, spot=100, strike=100, tau=1, rate=0.01, volatility=0.2
+                )
+            )
+            .price
+            > 0
+        )
+    finally:
+        assert server.stop() == 0
+
+
+def requests_total(metrics_text):
+    return sum(
+        float(v)
+        for v in re.findall(
+            r'^pricing_requests_total\{code="OK",method="PriceOption"\} (\S+)', metrics_text, re.M
+        )
+    )
+
+
+def test_two_workers_share_one_port_and_both_serve():
+    server = ServerProcess(MODELS, workers=2)
+    try:
+        # Connections, not calls, are balanced by the kernel: use many channels.
+        stubs = [pricing_pb2_grpc.PricingServiceStub(server.channel()) for _ in range(16)]
+        rng = np.random.default_rng(0)
+        calls = [
+            (
+                stubs[i % 16],
+                pb.PriceOptionRequest(
+                    type=pb.PUT,
+                    spot=100,
+                    strike=float(rng.uniform(60, 180)),
+                    tau=1,
+                    rate=0.01,
+                    volatility=0.2,
+                ),
+            )
+            for i in range(320)
+        ]
+        with ThreadPoolExecutor(16) as pool:
+            assert all(
+                r.price >= 0 for r in pool.map(lambda c: c[0].PriceOption(c[1], timeout=10), calls)
+            )
+        served = [requests_total(server.metrics(worker)) for worker in (0, 1)]
+        assert sum(served) == 320 and min(served) > 0
+    finally:
+        assert server.stop() == 0
+
+
+def test_metrics_cover_requests_latency_batches_queue_cache_and_model():
+    server = ServerProcess(MODELS)
+    try:
+        stub = server.stub()
+        stub.PriceOption(
+            pb.PriceOptionRequest(
+                type=pb.CALL, spot=100, strike=100, tau=1, rate=0.01, volatility=0.2
+            )
+        )
+        with pytest.raises(grpc.RpcError):
+            stub.PriceOption(
+                pb.PriceOptionRequest(
+                    type=pb.CALL, spot=-1, strike=100, tau=1, rate=0.01, volatility=0.2
+                )
+            )
+        text = server.metrics()
+        for expected in (
+            'pricing_requests_total{code="OK",method="PriceOption"} 1.0',
+            'pricing_requests_total{code="INVALID_ARGUMENT",method="PriceOption"} 1.0',
+            'pricing_request_seconds_count{method="PriceOption"} 2.0',
+            "pricing_batch_rows_count 1.0",
+            "pricing_queue_rows 0.0",
+            'pricing_cache_lookups_total{result="miss",tier="local"} 1.0',
+            'pricing_model_info{kind="pinn",name="default",version="v0001"} 1.0',
+        ):
+            assert expected in text, expected
+    finally:
+        assert server.stop() == 0
