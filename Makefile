@@ -8,10 +8,23 @@ BIN := $(VENV)/bin
 # Reinstall only when the dependencies change.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test lint format proto install redis-server clean
+.PHONY: test run lint format proto install redis-server clean
+
+# make run: the server on the committed default model, in-process cache only (no Redis).
+PORT ?= 50051
+METRICS_PORT ?= 9100
+EXAMPLE = import grpc; from shared.api import pricing_pb2 as pb, pricing_pb2_grpc as api; \
+  stub = api.PricingServiceStub(grpc.insecure_channel("127.0.0.1:$(PORT)")); \
+  print(stub.PriceOption(pb.PriceOptionRequest(type=pb.CALL, spot=100, strike=105, tau=0.5, rate=0.03, volatility=0.25)))
 
 test: install lint
 	$(BIN)/python -m pytest
+
+run: $(INSTALLED)
+	@echo "pricing-server on 127.0.0.1:$(PORT), models/, metrics on :$(METRICS_PORT); Ctrl-C stops it."
+	@echo "Example call, from another terminal in this folder:"
+	@echo '  $(BIN)/python -c '"'"'$(EXAMPLE)'"'"''
+	$(BIN)/pricing-server --host 127.0.0.1 --port $(PORT) --metrics-port $(METRICS_PORT) --models models
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 import pytest
 
+from redis_process import free_port
 from server.config import ServerConfig, parse_config
 from server_process import ServerProcess
 from shared.api import pricing_pb2 as pb
@@ -167,3 +168,27 @@ def test_metrics_cover_requests_latency_batches_queue_cache_and_model():
             assert expected in text, expected
     finally:
         assert server.stop() == 0
+
+
+def test_make_run_serves_the_committed_model_and_prints_an_example():
+    port = free_port()
+    repo = Path(__file__).resolve().parents[1]
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"PORT={port}", "METRICS_PORT=0"],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        printed = []
+        for line in make.stdout:
+            printed.append(line)
+            if "listening on" in line:
+                break
+        example = next(line for line in printed if "python -c" in line)
+        result = subprocess.run(
+            ["bash", "-c", example.strip()], cwd=repo, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert 'model_version: "v0001"' in result.stdout and "price:" in result.stdout
+    finally:
+        os.killpg(make.pid, signal.SIGINT)
+        make.communicate(timeout=30)
