@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import QuantLib as ql  # noqa: N813
-from timing import best_seconds, machine
 
 from shared.black_scholes import black_scholes
+from timing import best_seconds, machine
 
 
 def random_inputs(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -12,11 +12,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from timing import best_seconds, machine
 
 from shared.artifact_store import ArtifactStore
 from shared.black_scholes import black_scholes
 from shared.pinn_graph import OUTPUTS, onnx_session
+from timing import best_seconds, machine
 from trainer.pinn.domain import sample_inputs
 
 

@@ -2,7 +2,9 @@
 
 An idle batcher runs a request at once (no waiting window). While a run is in progress,
 new requests queue; when it ends, everything queued (up to `max_batch_rows`) goes into one
-onnxruntime call. The queue is bounded in rows: past it, `Overloaded` at once, which the
+onnxruntime call. The run happens on the event loop itself: for these small batches (~70 us
+for a few rows) that is cheaper than the ~75 us hop to an executor thread and back, and
+calls that arrive meanwhile wait in gRPC's queue and join the next run. The queue is bounded in rows: past it, `Overloaded` at once, which the
 service turns into RESOURCE_EXHAUSTED. A request whose deadline passed while it waited is
 dropped before inference.
 """
@@ -13,7 +15,6 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,13 +41,11 @@ class MicroBatcher:
     def __init__(
         self,
         current_model: Callable[[], LoadedModel],
-        executor: Executor,
         max_batch_rows: int,
         max_queue_rows: int,
         on_batch: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._current_model = current_model
-        self._executor = executor
         self._max_batch_rows = max_batch_rows
         self._max_queue_rows = max_queue_rows
         self._on_batch = on_batch
@@ -87,7 +86,7 @@ class MicroBatcher:
     def _infer(
         self, model: LoadedModel, batch: list[_Pending]
     ) -> tuple[list[int], np.ndarray | None]:
-        """In the executor thread: drop what expired while queued, then one model run."""
+        """Drop what expired while queued, then one model run."""
         now = time.monotonic()
         kept = [i for i, p in enumerate(batch) if p.deadline is None or p.deadline > now]
         if not kept:
@@ -97,17 +96,16 @@ class MicroBatcher:
         return kept, model.run(x)
 
     async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._queue:
+                # Let every handler that is ready add its rows first, so they share this run.
+                await asyncio.sleep(0)
                 batch = self._next_batch()
                 if not batch:
                     continue
                 model = self._current_model()
                 try:
-                    kept, outputs = await loop.run_in_executor(
-                        self._executor, self._infer, model, batch
-                    )
+                    kept, outputs = self._infer(model, batch)
                 except Exception as error:  # a failing run fails its callers, not the batcher
                     for pending in batch:
                         if not pending.future.done():

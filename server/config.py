@@ -28,6 +28,9 @@ class ServerConfig:
     max_batch_rows: int = 512  # rows per onnxruntime call for coalesced PriceOption calls
     max_queue_rows: int = 8192  # rows waiting for the model; beyond it RESOURCE_EXHAUSTED
     max_request_rows: int = 100_000  # largest PriceBatch
+    max_concurrent_rpcs: int = (
+        2048  # calls in flight, queued ones included; beyond: RESOURCE_EXHAUSTED
+    )
     reload_interval: float = 1.0  # seconds between checks of CURRENT
     metrics_port: int = 9100  # 0: no metrics server; worker i serves on metrics_port + i
     grace: float = 5.0  # seconds in-flight calls get at shutdown
@@ -94,6 +97,12 @@ _OPTIONS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         int,
         "largest PriceBatch, in rows",
     ),
+    "max_concurrent_rpcs": (
+        "--max-concurrent-rpcs",
+        "PRICING_MAX_CONCURRENT_RPCS",
+        int,
+        "calls in flight at once; beyond: RESOURCE_EXHAUSTED",
+    ),
     "reload_interval": (
         "--reload-interval",
         "PRICING_RELOAD_INTERVAL",
@@ -110,7 +119,14 @@ _OPTIONS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "log_level": ("--log-level", "PRICING_LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING or ERROR"),
 }
 
-_POSITIVE = {"workers", "local_cache_size", "max_batch_rows", "max_queue_rows", "max_request_rows"}
+_POSITIVE = {
+    "workers",
+    "local_cache_size",
+    "max_batch_rows",
+    "max_queue_rows",
+    "max_request_rows",
+    "max_concurrent_rpcs",
+}
 _NON_NEGATIVE = {
     "port",
     "metrics_port",

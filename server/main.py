@@ -78,7 +78,6 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
     batcher = MicroBatcher(
         lambda: models.current,
-        executor,
         config.max_batch_rows,
         config.max_queue_rows,
         metrics.BATCH_ROWS.observe,
@@ -96,13 +95,15 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
     )  # fmt: skip
 
     server = grpc.aio.server(
+        # The bound on everything waiting, in gRPC's queue as well as ours.
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
             # Several workers share the port on purpose; a lone server must never share it
             # with a stale one by accident.
             ("grpc.so_reuseport", 1 if config.workers > 1 else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
+        ],
     )
     pricing_pb2_grpc.add_PricingServiceServicer_to_server(
         PricingService(models, batcher, cache, executor, config.max_request_rows), server
@@ -131,6 +132,9 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
     print(f"pricing-server worker {worker} listening on {config.host}:{port}", flush=True)
 
     await stop.wait()
+    # Orchestrators may repeat SIGTERM; shutdown is already under way and bounded by --grace.
+    loop.remove_signal_handler(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     log.info(
         "worker %d stopping: refusing new calls, %.1f s for in-flight ones", worker, config.grace
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.api import pricing_pb2
-from shared.validation import POSITIVE, Allowed, Interval, OneOf, check_columns
+from shared.validation import POSITIVE, Allowed, Interval, OneOf, check_columns, check_values
 
 OPTION_TYPES = OneOf((pricing_pb2.CALL, pricing_pb2.PUT), ("1 (CALL)", "2 (PUT)"))
 # Request fields in the order of the model's input columns (is_put comes from `type`).
@@ -21,24 +21,22 @@ class BadRequest(ValueError):
     """A request whose shape is wrong (empty, ragged or oversized batch)."""
 
 
-def _check(columns: dict[str, np.ndarray], domain: dict[str, Interval]) -> None:
-    check_columns(columns, {"type": OPTION_TYPES, "spot": POSITIVE, "strike": POSITIVE})
-    domain_columns = {"spot/strike": columns["spot"] / columns["strike"]} | columns
-    allowed: dict[str, Allowed] = {"spot/strike": domain["moneyness"]}
-    allowed |= {name: domain[name] for name in ("tau", "volatility", "rate", "dividend_yield")}
-    check_columns(domain_columns, allowed)
-
-
-def _rows(columns: dict[str, np.ndarray]) -> np.ndarray:
-    is_put = (columns["type"] == pricing_pb2.PUT).astype(np.float64)
-    return np.stack(np.broadcast_arrays(is_put, *(columns[name] for name in FIELDS[1:])), axis=1)
+def _allowed(domain: dict[str, Interval]) -> tuple[dict[str, Allowed], dict[str, Allowed]]:
+    """The checks in order: plain validity first, then the model's domain."""
+    valid: dict[str, Allowed] = {"type": OPTION_TYPES, "spot": POSITIVE, "strike": POSITIVE}
+    in_domain: dict[str, Allowed] = {"spot/strike": domain["moneyness"]}
+    in_domain |= {name: domain[name] for name in ("tau", "volatility", "rate", "dividend_yield")}
+    return valid, in_domain
 
 
 def option_row(request: pricing_pb2.PriceOptionRequest, domain: dict[str, Interval]) -> np.ndarray:
-    """The single row [1, 7] of a PriceOption request."""
-    columns = {name: np.array([getattr(request, name)], dtype=np.float64) for name in FIELDS}
-    _check(columns, domain)
-    return _rows(columns)
+    """The single row [1, 7] of a PriceOption request (checked in plain Python: it is ~10x faster)."""
+    values = {name: getattr(request, name) for name in FIELDS}
+    valid, in_domain = _allowed(domain)
+    check_values(values, valid)
+    check_values(values | {"spot/strike": values["spot"] / values["strike"]}, in_domain)
+    is_put = 1.0 if values["type"] == pricing_pb2.PUT else 0.0
+    return np.array([[is_put, *(values[name] for name in FIELDS[1:])]])
 
 
 def batch_rows(
@@ -57,5 +55,8 @@ def batch_rows(
         if len(column) not in (1, n):
             need = "is empty" if len(column) == 0 else f"has {len(column)} values"
             raise BadRequest(f"column {name} {need}; it needs 1 value or {n} (the longest column)")
-    _check(columns, domain)
-    return _rows(columns)
+    valid, in_domain = _allowed(domain)
+    check_columns(columns, valid)
+    check_columns(columns | {"spot/strike": columns["spot"] / columns["strike"]}, in_domain)
+    is_put = (columns["type"] == pricing_pb2.PUT).astype(np.float64)
+    return np.stack(np.broadcast_arrays(is_put, *(columns[name] for name in FIELDS[1:])), axis=1)

@@ -31,9 +31,15 @@ class InvalidInputError(ValueError):
 
 
 class Allowed(Protocol):
-    """What a field accepts: an elementwise test and a description for the error message."""
+    """What a field accepts: tests for arrays and for single values, and a description.
+
+    `admits` exists because one request of seven scalars is checked ~10x faster in plain
+    Python than through numpy's per-call overhead.
+    """
 
     def contains(self, values: NDArray[np.float64]) -> NDArray[np.bool_]: ...
+
+    def admits(self, value: float) -> bool: ...
 
     def describe(self) -> str: ...
 
@@ -51,6 +57,10 @@ class Interval:
         # Comparisons with NaN are False, so NaN fails here without a warning.
         return np.isfinite(values) & above & (values <= self.high)
 
+    def admits(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        return math.isfinite(value) and above and value <= self.high
+
     def describe(self) -> str:
         return f"range {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]".replace(
             "inf]", "inf)"
@@ -66,6 +76,9 @@ class OneOf:
 
     def contains(self, values: NDArray[np.float64]) -> NDArray[np.bool_]:
         return np.isin(values, self.values)
+
+    def admits(self, value: float) -> bool:
+        return value in self.values
 
     def describe(self) -> str:
         names = self.labels or tuple(f"{v:g}" for v in self.values)
@@ -85,3 +98,11 @@ def check_columns(columns: Mapping[str, ArrayLike], allowed: Mapping[str, Allowe
             bad = np.flatnonzero(~ok)
             row = int(bad[0])
             raise InvalidInputError(field, row, float(values[row]), rule.describe(), len(bad))
+
+
+def check_values(values: Mapping[str, float], allowed: Mapping[str, Allowed]) -> None:
+    """check_columns for one row of plain floats (reported as row 0)."""
+    for field, rule in allowed.items():
+        value = values[field]
+        if not rule.admits(value):
+            raise InvalidInputError(field, 0, float(value), rule.describe())

@@ -1,5 +1,6 @@
 """Micro-batching, the bounded queue and deadlines, through a real server under concurrent load."""
 
+import asyncio
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -8,8 +9,11 @@ import grpc
 import numpy as np
 import pytest
 
+from server.batching import MicroBatcher, Overloaded
+from server.model import load_pinn
 from server_process import ServerProcess
 from shared.api import pricing_pb2 as pb
+from shared.artifact_store import ArtifactStore
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -51,8 +55,8 @@ def test_concurrent_calls_are_coalesced_and_equal_unbatched_answers(tmp_path):
         assert server.stop() == 0
 
 
-def test_a_full_queue_answers_resource_exhausted_at_once():
-    server = ServerProcess(MODELS, "--max-queue-rows", "4", "--cache-size", "1")
+def test_too_many_calls_in_flight_answer_resource_exhausted_at_once():
+    server = ServerProcess(MODELS, "--max-concurrent-rpcs", "2", "--cache-size", "1")
     try:
         stub = server.stub()
 
@@ -67,12 +71,23 @@ def test_a_full_queue_answers_resource_exhausted_at_once():
             codes = list(pool.map(call, requests(600, seed=2)))
         assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}
         assert codes.count("RESOURCE_EXHAUSTED") > 0 and codes.count("OK") > 0
-        assert (
-            'pricing_requests_total{code="RESOURCE_EXHAUSTED",method="PriceOption"}'
-            in server.metrics()
-        )
     finally:
         assert server.stop() == 0
+
+
+def test_the_batcher_queue_is_bounded_in_rows():
+    model = load_pinn(ArtifactStore(MODELS))
+    rows = np.array([[0.0, 100.0, 100.0, 1.0, 0.01, 0.2, 0.0]] * 2)
+
+    async def burst():
+        batcher = MicroBatcher(lambda: model, max_batch_rows=64, max_queue_rows=6)
+        # Submitted before the batcher first runs: three fit (6 rows), the rest overflow.
+        return await asyncio.gather(*(batcher.run(rows) for _ in range(5)), return_exceptions=True)
+
+    results = asyncio.run(burst())
+    assert [isinstance(r, Overloaded) for r in results] == [False, False, False, True, True]
+    first = results[0][1]
+    assert all(np.array_equal(r[1], first) for r in results[:3])
 
 
 def test_expired_deadlines_are_dropped_and_the_server_carries_on():
