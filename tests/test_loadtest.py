@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from redis_process import free_port
-from server.loadtest import LoadConfig, build_payloads
+from server.loadtest import LoadConfig
+from server.loadtest_requests import build_payloads
 from shared.api import pricing_pb2
 
 REPO = Path(__file__).resolve().parents[1]
