@@ -71,7 +71,14 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     loop = asyncio.get_running_loop()
-    models = ModelHolder(ArtifactStore(config.models_dir), lambda m: loop.create_task(swapped(m)))
+    background: set[asyncio.Task[None]] = set()  # referenced until done, or they may vanish
+
+    def on_swap(model: LoadedModel) -> None:
+        task = loop.create_task(swapped(model))
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    models = ModelHolder(ArtifactStore(config.models_dir), on_swap)
     for name in names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await models.reload_if_promoted()
@@ -112,9 +119,14 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
     reflection.enable_server_reflection(
         (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    try:
+        metrics.serve_metrics(config.metrics_port + worker if config.metrics_port else 0)
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+    except (OSError, RuntimeError) as error:
+        raise SystemExit(
+            f"pricing-server: cannot listen (--port {config.port}, --metrics-port {config.metrics_port}): {error}"
+        ) from error
     await server.start()
-    metrics.serve_metrics(config.metrics_port + worker if config.metrics_port else 0)
     watcher = loop.create_task(models.watch(config.reload_interval))
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

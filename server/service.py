@@ -34,12 +34,14 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExpired: grpc.StatusCode.DEADLINE_EXCEEDED,
     NoModel: grpc.StatusCode.UNAVAILABLE,
-    LookupError: grpc.StatusCode.NOT_FOUND,
 }
 
 
 class UnknownSymbol(LookupError):
     """Forecast for a symbol without a model."""
+
+
+STATUS_OF[UnknownSymbol] = grpc.StatusCode.NOT_FOUND
 
 
 def rpc(

@@ -192,3 +192,17 @@ def test_make_run_serves_the_committed_model_and_prints_an_example():
     finally:
         os.killpg(make.pid, signal.SIGINT)
         make.communicate(timeout=30)
+
+
+def test_a_port_in_use_is_a_clear_startup_error():
+    server = ServerProcess(MODELS)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(server.port),
+             "--metrics-port", "0", "--models", str(MODELS)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert f"cannot listen (--port {server.port}" in second.stderr
+    finally:
+        assert server.stop() == 0
