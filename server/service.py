@@ -28,20 +28,18 @@ from shared.validation import InvalidInputError
 log = logging.getLogger(__name__)
 Reply = TypeVar("Reply")
 
+class UnknownSymbol(LookupError):
+    """Forecast for a symbol without a model."""
+
+
 STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
     BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExpired: grpc.StatusCode.DEADLINE_EXCEEDED,
     NoModel: grpc.StatusCode.UNAVAILABLE,
+    UnknownSymbol: grpc.StatusCode.NOT_FOUND,
 }
-
-
-class UnknownSymbol(LookupError):
-    """Forecast for a symbol without a model."""
-
-
-STATUS_OF[UnknownSymbol] = grpc.StatusCode.NOT_FOUND
 
 
 def rpc(
