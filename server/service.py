@@ -28,6 +28,7 @@ from shared.validation import InvalidInputError
 log = logging.getLogger(__name__)
 Reply = TypeVar("Reply")
 
+
 class UnknownSymbol(LookupError):
     """Forecast for a symbol without a model."""
 
