@@ -6,7 +6,7 @@ selective scan over a window of length L is one masked L x L matrix per head,
     y_t = sum_{j<=t} (C_t . B_j) exp(a_{j+1} + ... + a_t) dt_j x_j + D x_t,   a_k = dt_k A < 0
 
 computed with cumulative sums of a masked matrix (never exp of two separate cumulative sums,
-which underflows in float32) and einsum; no scan op, so tf2onnx exports it as plain ONNX
+which underflows in float32) and matmuls; no scan op, so tf2onnx exports it as plain ONNX
 (keras.ops.scan and associative_scan leave ops onnxruntime refuses: DESIGN.md section 6).
 Keras conventions: configuration in __init__, weights in build() through initializers (an
 .assign() in build() is lost on reload), get_config() for round trips, registered for
@@ -68,7 +68,8 @@ class MambaBlock(keras.layers.Layer):
         self.skip = self.add_weight(shape=(self.heads,), name="skip", initializer="ones")
 
     def call(self, inputs: Any) -> Any:
-        length, heads = ops.shape(inputs)[1], self.heads
+        # The window is fixed per model, so its length is static: no shape arithmetic in the graph.
+        length, heads = inputs.shape[1], self.heads
         head_dim = self.d_inner // heads
         projected = self.in_proj(self.norm(inputs))
         x, z, b, c, dt = ops.split(
@@ -77,19 +78,19 @@ class MambaBlock(keras.layers.Layer):
             axis=-1,
         )
         dt = ops.softplus(dt + self.dt_bias)  # [batch, L, H]
-        decay = dt * -ops.exp(self.a_log)  # a_t <= 0
+        a = ops.transpose(dt * -ops.exp(self.a_log), (0, 2, 1))  # a_t <= 0, [batch, H, L]
         # segment[h, i, j] = a_{j+1} + ... + a_i for j < i: a cumulative sum of a masked matrix.
-        a = ops.transpose(decay, (0, 2, 1))  # [batch, H, L]
-        repeated = ops.repeat(ops.expand_dims(a, -1), length, axis=-1)  # [batch, H, L(i), L(j)]
-        rows = ops.expand_dims(ops.arange(length), 1)
-        cols = ops.expand_dims(ops.arange(length), 0)
-        below = ops.cast(rows > cols, inputs.dtype)
-        segment = ops.cumsum(repeated * below, axis=-2)
-        weights = ops.exp(ops.where(rows >= cols, segment, _MASKED))  # [batch, H, L, L]
-        scores = ops.einsum("bin,bjn->bij", c, b)  # C_i . B_j
+        below = np.tril(np.ones((length, length), dtype="float32"), -1)
+        segment = ops.cumsum(ops.expand_dims(a, -1) * below, axis=-2)  # [batch, H, L(i), L(j)]
+        causal = np.tril(np.ones((length, length), dtype=bool))
+        weights = ops.exp(ops.where(causal, segment, _MASKED))
+        scores = ops.matmul(c, ops.transpose(b, (0, 2, 1)))  # C_i . B_j, [batch, L, L]
         xs = ops.reshape(x, (-1, length, heads, head_dim))
-        mixed = ops.einsum("bhij,bij,bjh,bjhp->bihp", weights, scores, dt, xs)
-        y = mixed + xs * ops.reshape(self.skip, (1, 1, heads, 1))
+        inputs_by_head = ops.transpose(
+            xs * ops.expand_dims(dt, -1), (0, 2, 1, 3)
+        )  # dt_j x_j, [batch, H, L, P]
+        mixed = ops.matmul(weights * ops.expand_dims(scores, 1), inputs_by_head)  # [batch, H, L, P]
+        y = ops.transpose(mixed, (0, 2, 1, 3)) + xs * ops.reshape(self.skip, (1, 1, heads, 1))
         y = ops.reshape(y, (-1, length, self.d_inner)) * ops.silu(z)
         return inputs + self.out_proj(y)
 
