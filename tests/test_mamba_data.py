@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.mamba.data import DataError, PriceHistory, read_prices, read_symbols, write_prices
+from trainer.mamba.data import DataError, PriceHistory, read_prices, write_prices
 from trainer.mamba.sample_data import SAMPLE_SYMBOLS, export_samples, sample_history
 from trainer.mamba.synthetic import Garch11, garch11, gbm
 
@@ -73,7 +73,7 @@ def test_write_read_round_trip_is_exact(tmp_path):
     write_prices(history, path)
     assert_same(read_prices(path), history)
     assert [p.name for p in tmp_path.iterdir()] == ["RT.csv"]  # no temporary file left
-    assert read_symbols(tmp_path, ["RT"])["RT"].symbol == "RT"
+    assert read_prices(path).symbol == "RT"  # named after the file
 
 
 def replace_cell(line: int, column: str, value: str):
@@ -178,10 +178,9 @@ def test_column_names_are_case_sensitive(tmp_path):
         read_prices(write_csv(tmp_path / "BAD.csv", lines), min_rows=1)
 
 
-def test_read_symbols_names_missing_file(tmp_path):
-    path = tmp_path / "data" / "NOPE.csv"
+def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(DataError, match=r"NOPE\.csv"):
-        read_symbols(path.parent, ["NOPE"])
+        read_prices(tmp_path / "data" / "NOPE.csv")
 
 
 def test_default_minimum_is_enforced(tmp_path):

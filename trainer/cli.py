@@ -1,10 +1,12 @@
 """`trainer`: train, export and evaluate the models the pricing server serves.
 
     trainer train --model pinn [--epochs N] [--seed S] [--output DIR] [--quick] [--resume]
+    trainer train --model mamba --symbols AAPL,MSFT --data DIR [--epochs N] [--seed S] [--quick]
     trainer evaluate --model pinn [--output DIR] [--version V] [--points N]
 
-Exit status: 0 done, 2 bad arguments, 3 training diverged with no usable model, 4 export
-failed, 5 out of memory at the smallest batch, 130 interrupted (rerun with --resume).
+Exit status: 0 done, 2 bad arguments or data, 3 training diverged with no usable model,
+4 export failed, 5 out of memory at the smallest batch, 6 some symbols failed (the others
+were promoted), 130 interrupted (rerun with --resume).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class ExitCode(enum.IntEnum):
     DIVERGED = 3
     EXPORT_FAILED = 4
     OUT_OF_MEMORY = 5
+    SOME_SYMBOLS_FAILED = 6
     INTERRUPTED = 130  # resumable; 128 + SIGINT, as shells report Ctrl-C
 
 
@@ -50,8 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train, export, evaluate, store and promote a model")
-    train.add_argument("--model", required=True, choices=["pinn"], help="which model to train")
-    train.add_argument("--epochs", type=positive_int, help="epochs of L-BFGS (default 12; quick 3)")
+    train.add_argument(
+        "--model", required=True, choices=["pinn", "mamba"], help="which model to train"
+    )
+    train.add_argument(
+        "--epochs",
+        type=positive_int,
+        help="epochs (pinn: L-BFGS, default 12, quick 3; mamba: at most 30, quick 2)",
+    )
+    train.add_argument(
+        "--symbols", help="mamba: comma-separated symbols, each read from DATA/<SYMBOL>.csv"
+    )
+    train.add_argument(
+        "--data", type=Path, help="mamba: folder of Date,Open,High,Low,Close,Volume CSVs"
+    )
     train.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of data and weights (default 0)"
     )
@@ -82,6 +97,50 @@ def build_parser() -> argparse.ArgumentParser:
         "--points", type=positive_int, default=1_000_000, help="random points (default 1,000,000)"
     )
     return parser
+
+
+def train_mamba(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ExitCode:
+    from shared.artifact_store import ArtifactStore
+    from trainer.mamba.data import DataError, read_prices
+    from trainer.mamba.export import MambaExportError
+    from trainer.mamba.publish import publish
+    from trainer.mamba.train import MambaConfig, train_symbol
+
+    if not args.symbols or args.data is None:
+        parser.error("--model mamba needs --symbols and --data")
+    if args.resume or args.eval_points:
+        parser.error("--resume and --eval-points apply to --model pinn only")
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    overrides = {"seed": args.seed} | ({"epochs": args.epochs} if args.epochs else {})
+    config = MambaConfig.quick(**overrides) if args.quick else MambaConfig(**overrides)
+    store, histories, failed = ArtifactStore(args.output), {}, {}
+    for symbol in symbols:  # one bad file fails its symbol, not the run
+        try:
+            histories[symbol] = read_prices(args.data / f"{symbol}.csv", symbol)
+        except DataError as error:
+            failed[symbol] = str(error)
+            print(f"{symbol}: failed: --data: {error}", file=sys.stderr)
+    if not histories:
+        parser.error(f"--data: no usable data for {', '.join(symbols)}")
+    for symbol, history in histories.items():
+        try:
+            result = train_symbol(history.close, config)
+            written = publish(store, symbol, result, config, len(history))
+        except (ValueError, FloatingPointError, MambaExportError) as error:
+            failed[symbol] = str(error)
+            print(f"{symbol}: failed: {error}", file=sys.stderr)
+            continue
+        qlike = ", ".join(
+            f"{k} {v:.3f}" for k, v in result.validation.items() if k.startswith("qlike")
+        )
+        print(f"{symbol}: promoted mamba/{symbol}/{written.version} after {result.epochs_run} epochs "
+              f"({result.seconds:.1f} s); validation QLIKE {qlike}")  # fmt: skip
+    trained = len(symbols) - len(failed)
+    print(
+        f"{trained} of {len(symbols)} symbols trained"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return ExitCode.SOME_SYMBOLS_FAILED if failed else ExitCode.OK
 
 
 def train_pinn(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ExitCode:
@@ -161,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "train":
+        if args.model == "mamba":
+            return train_mamba(args, parser)
+        if args.symbols or args.data:
+            parser.error("--symbols and --data apply to --model mamba only")
         return train_pinn(args, parser)
     return evaluate_pinn(args)
 

@@ -173,14 +173,6 @@ def read_prices(path: Path, symbol: str | None = None, min_rows: int = MIN_ROWS)
     )
 
 
-def read_symbols(
-    folder: Path, symbols: list[str], min_rows: int = MIN_ROWS
-) -> dict[str, PriceHistory]:
-    """Read `folder/<SYMBOL>.csv` for each symbol, the layout `write_prices` users produce."""
-    folder = Path(folder)
-    return {s: read_prices(folder / f"{s}.csv", symbol=s, min_rows=min_rows) for s in symbols}
-
-
 def write_prices(history: PriceHistory, path: Path) -> None:
     """Write `history` in the format `read_prices` reads, atomically.
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -14,6 +12,7 @@ from trainer.pinn.domain import DOMAIN, sample_inputs
 from trainer.pinn.evaluate import Metric, accuracy, as_meta, error_plot
 from trainer.pinn.export import OPSET, ExportError, to_onnx
 from trainer.pinn.train import TrainConfig, TrainResult
+from trainer.provenance import library_versions
 
 KIND, NAME = "pinn", "default"
 PLOT_FILE = "error.png"
@@ -26,17 +25,6 @@ INTERFACE = {
     "is_put": "0.0 call, 1.0 put",
     "conventions": "theta = dV/dt per year of calendar time; vega per 1.00 of volatility; rho per 1.00 of rate",
 }
-
-
-def library_versions() -> dict[str, str]:
-    names = ("tensorflow-cpu", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy")
-    found = {"python": platform.python_version()}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def check_loads(artifact: Artifact) -> None:
