@@ -51,8 +51,10 @@ class LoadedModel:
         row's answer the same bits whatever batch it was coalesced into (measured).
         """
         n = len(x)
-        padded = np.concatenate([x, np.repeat(x[:1], -n % ROW_ALIGNMENT, axis=0)])
-        outputs = self.session.run(list(OUTPUTS), {"x": padded.astype(np.float32)})
+        padded = np.empty((n + -n % ROW_ALIGNMENT, x.shape[1]), dtype=np.float32)
+        padded[:n] = x
+        padded[n:] = x[:1]  # any valid row: its outputs are dropped
+        outputs = self.session.run(list(OUTPUTS), {"x": padded})
         return np.asarray(outputs, dtype=np.float64)[:, :n]
 
 

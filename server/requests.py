@@ -14,7 +14,6 @@ from shared.validation import POSITIVE, Allowed, Interval, OneOf, check_columns,
 OPTION_TYPES = OneOf((pricing_pb2.CALL, pricing_pb2.PUT), ("1 (CALL)", "2 (PUT)"))
 # Request fields in the order of the model's input columns (is_put comes from `type`).
 FIELDS = ("type", "spot", "strike", "tau", "rate", "volatility", "dividend_yield")
-REQUIRED = FIELDS[:-1]  # dividend_yield may be left out: 0
 
 
 class BadRequest(ValueError):
