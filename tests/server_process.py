@@ -22,7 +22,8 @@ class ServerProcess:
 
     def __init__(self, models: Path, *flags: str, workers: int = 1) -> None:
         self.port = free_port()
-        self.metrics_port = free_port() if workers == 1 else _free_run(workers)
+        # Worker i serves metrics on metrics_port + i: a run of free ports, none of them ours.
+        self.metrics_port = _free_run(workers, avoid=self.port)
         command = [
             sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(self.port),
             "--models", str(models), "--metrics-port", str(self.metrics_port),
@@ -78,11 +79,16 @@ class ServerProcess:
         return code
 
 
-def _free_run(count: int) -> int:
-    """A base port with `count` free ports after it (metrics of worker i on base + i)."""
+def _free_run(count: int, avoid: int) -> int:
+    """A base port with `count` free ports from it on, none equal to `avoid`.
+
+    A port just released by free_port() may be handed out again at once, so the gRPC port
+    is excluded explicitly (the two once collided in CI).
+    """
     for _ in range(50):
         base = free_port()
-        if base + count < 65536 and all(_is_free(base + i) for i in range(count)):
+        run = range(base, base + count)
+        if base + count < 65536 and avoid not in run and all(_is_free(p) for p in run):
             return base
     raise RuntimeError("no run of free ports")
 
