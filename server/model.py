@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 KIND, NAME = "pinn", "default"
 DOMAIN_FIELDS = ("moneyness", "tau", "volatility", "rate", "dividend_yield")
 ROW_ALIGNMENT = 4
+SPOT, STRIKE = COLUMNS.index("spot"), COLUMNS.index("strike")
+STRIKE_SEEN = 100.0
+# Price, theta, vega and rho are in currency; delta is a ratio; gamma is per unit of spot.
+SCALES_WITH_STRIKE = [OUTPUTS.index(name) for name in ("price", "theta", "vega", "rho")]
 
 
 class ModelCheckError(RuntimeError):
@@ -51,11 +55,20 @@ class LoadedModel:
         row's answer the same bits whatever batch it was coalesced into (measured).
         """
         n = len(x)
+        # Prices are homogeneous in (spot, strike): the graph sees strike 100, so float32 never
+        # meets S K products beyond its range (a spot of 1.8e19 overflowed: found by hypothesis).
+        scale = x[:, STRIKE] / STRIKE_SEEN
         padded = np.empty((n + -n % ROW_ALIGNMENT, x.shape[1]), dtype=np.float32)
         padded[:n] = x
-        padded[n:] = x[:1]  # any valid row: its outputs are dropped
-        outputs = self.session.run(list(OUTPUTS), {"x": padded})
-        return np.asarray(outputs, dtype=np.float64)[:, :n]
+        padded[:n, SPOT] = x[:, SPOT] / scale
+        padded[:n, STRIKE] = STRIKE_SEEN
+        padded[n:] = padded[:1]  # any valid row: its outputs are dropped
+        outputs = np.asarray(self.session.run(list(OUTPUTS), {"x": padded}), dtype=np.float64)[
+            :, :n
+        ]
+        outputs[SCALES_WITH_STRIKE] *= scale
+        outputs[OUTPUTS.index("gamma")] /= scale
+        return outputs
 
 
 def _domain(meta: dict[str, Any]) -> dict[str, Interval]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from shared.api import pricing_pb2
-from shared.validation import POSITIVE, Allowed, Interval, OneOf, check_columns, check_values
+from shared.validation import Allowed, Interval, OneOf, check_columns, check_values
 
 OPTION_TYPES = OneOf((pricing_pb2.CALL, pricing_pb2.PUT), ("1 (CALL)", "2 (PUT)"))
+# Any currency unit, but within what double-precision Greeks can express (gamma ~ 1 / spot).
+PRICE_LEVEL = Interval(1e-8, 1e12)
 # Request fields in the order of the model's input columns (is_put comes from `type`).
 FIELDS = ("type", "spot", "strike", "tau", "rate", "volatility", "dividend_yield")
 
@@ -22,7 +24,7 @@ class BadRequest(ValueError):
 
 def _allowed(domain: dict[str, Interval]) -> tuple[dict[str, Allowed], dict[str, Allowed]]:
     """The checks in order: plain validity first, then the model's domain."""
-    valid: dict[str, Allowed] = {"type": OPTION_TYPES, "spot": POSITIVE, "strike": POSITIVE}
+    valid: dict[str, Allowed] = {"type": OPTION_TYPES, "spot": PRICE_LEVEL, "strike": PRICE_LEVEL}
     in_domain: dict[str, Allowed] = {"spot/strike": domain["moneyness"]}
     in_domain |= {name: domain[name] for name in ("tau", "volatility", "rate", "dividend_yield")}
     return valid, in_domain

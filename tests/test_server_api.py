@@ -125,10 +125,10 @@ def test_a_repeated_call_is_cached_with_identical_numbers_and_prices_the_put_too
 BAD_OPTIONS = [
     ({"type": pb.OPTION_TYPE_UNSPECIFIED}, "type[0]", "1 (CALL), 2 (PUT)"),
     ({"type": 7}, "type[0]", "1 (CALL), 2 (PUT)"),
-    ({"spot": float("nan")}, "spot[0]", "(0, inf)"),
-    ({"spot": 0.0}, "spot[0]", "(0, inf)"),
-    ({"strike": -5.0}, "strike[0]", "(0, inf)"),
-    ({"strike": float("inf")}, "strike[0]", "(0, inf)"),
+    ({"spot": float("nan")}, "spot[0]", "[1e-08, 1e+12]"),
+    ({"spot": 0.0}, "spot[0]", "[1e-08, 1e+12]"),
+    ({"strike": -5.0}, "strike[0]", "[1e-08, 1e+12]"),
+    ({"strike": float("inf")}, "strike[0]", "[1e-08, 1e+12]"),
     ({"tau": 0.0}, "tau[0]", "[0.00273973, 3]"),
     ({"tau": 3.5}, "tau[0]", ", 3]"),
     ({"volatility": -0.2}, "volatility[0]", "[0.05, 1]"),
@@ -238,3 +238,23 @@ def test_any_floats_give_a_finite_quote_or_invalid_argument(stub, option_type, *
             )
             for v in column
         )
+
+
+@pytest.mark.parametrize("level", [1e-7, 1.0, 1e11])
+def test_prices_scale_with_the_price_level(stub, level):
+    """Homogeneity in (spot, strike): any currency unit, no float32 overflow (hypothesis found 1.8e19)."""
+    base = stub.PriceOption(
+        pb.PriceOptionRequest(
+            type=pb.CALL, spot=110.0, strike=100.0, tau=0.7, rate=0.02, volatility=0.3
+        )
+    )
+    scaled = stub.PriceOption(
+        pb.PriceOptionRequest(
+            type=pb.CALL, spot=1.1 * level, strike=level, tau=0.7, rate=0.02, volatility=0.3
+        )
+    )
+    factor = level / 100.0
+    assert scaled.price == pytest.approx(base.price * factor, rel=1e-12)
+    assert scaled.greeks.delta == pytest.approx(base.greeks.delta, rel=1e-12)
+    assert scaled.greeks.gamma == pytest.approx(base.greeks.gamma / factor, rel=1e-12)
+    assert scaled.greeks.vega == pytest.approx(base.greeks.vega * factor, rel=1e-12)
