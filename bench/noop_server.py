@@ -63,10 +63,18 @@ class NoopPricingService(pricing_pb2_grpc.PricingServiceServicer):
         )
         return _batch_response(rows)
 
+    # The demo forecasters' shape: horizons of 1, 5, 10 and 30 trading days.
+    _forecast = pricing_pb2.ForecastResponse(
+        horizons=[1, 5, 10, 30],
+        log_return=[0.001, 0.005, 0.01, 0.03],
+        volatility=[0.3, 0.3, 0.3, 0.3],
+        model_version=MODEL_VERSION,
+    )
+
     async def Forecast(  # noqa: N802
         self, request: pricing_pb2.ForecastRequest, context: grpc.aio.ServicerContext
     ) -> pricing_pb2.ForecastResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the no-op server does not forecast")
+        return self._forecast
 
 
 async def start_noop_server(port: int = 0, host: str = "127.0.0.1") -> tuple[grpc.aio.Server, int]:

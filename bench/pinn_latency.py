@@ -15,7 +15,8 @@ import numpy as np
 
 from shared.artifact_store import ArtifactStore
 from shared.black_scholes import black_scholes
-from shared.pinn_graph import OUTPUTS, onnx_session
+from shared.onnx_runtime import onnx_session
+from shared.pinn_graph import OUTPUTS
 from timing import best_seconds, machine
 from trainer.pinn.domain import sample_inputs
 

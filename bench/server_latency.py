@@ -2,10 +2,12 @@
 
     .venv/bin/python bench/server_latency.py [--seconds 5]
 
-Starts bench/noop_server.py and pricing-server (the committed model, in-process cache) on
+Starts bench/noop_server.py and pricing-server (the committed models, in-process cache) on
 free loopback ports, drives both with pricing-loadtest's `run_load`, and prints one table per
-goal of the server issue with the ratio to the no-op server. Client and servers share this
-machine's cores, so absolute throughput is the machine's; the ratios are the point.
+goal of the server issue with the ratio to the no-op server. Forecast (AAPL, 130 closes) is
+timed against uncached PriceOption by one client alternating the two calls. Client and
+servers share this machine's cores, so absolute throughput is the machine's; the ratios are
+the point.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.loadtest import LoadConfig, run_load
-from server.model import load_pinn
+from server.loadtest_requests import OPTION_WIRE, encode_options, sample_rows
+from server.model import KIND, NAME, load_pinn
 from server.requests import batch_rows
 from shared.api import pricing_pb2 as pb
 from shared.artifact_store import ArtifactStore
@@ -34,6 +37,14 @@ from timing import best_seconds, machine
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_LATENCY_MS = 1600.0  # the status report's measured time per prediction
+# What the committed AAPL forecaster needs (meta.json's features.closes_needed).
+FORECAST_CLOSES = 130
+# Distinct PriceOption requests of the Forecast comparison: more than it sends, so none is cached.
+DISTINCT_OPTIONS = 100_000
+PAIRED = {
+    "PriceOption": "PriceOption uncached p50 ms",
+    "Forecast": f"Forecast AAPL ({FORECAST_CLOSES} closes) p50 ms",
+}
 
 
 def free_port() -> int:
@@ -122,9 +133,36 @@ def load(port: int, seconds: float, **settings: object) -> dict[str, object]:
     }
 
 
+def forecast_and_option_p50(port: int, seconds: float) -> dict[str, float]:
+    """p50 ms of Forecast and of uncached PriceOption at concurrency 1, from one client that
+    alternates the two calls, so both meet the same (noisy) machine."""
+    moves = np.random.default_rng(0).normal(0.0, 0.015, FORECAST_CLOSES)
+    closes = (100.0 * np.exp(np.cumsum(moves))).tolist()
+    forecast = pb.ForecastRequest(symbol="AAPL", closes=closes).SerializeToString()
+    # Seed 1: none of the options the load runs (seed 0) may have left in the cache.
+    options = encode_options(sample_rows(np.random.default_rng(1), DISTINCT_OPTIONS))
+    size = OPTION_WIRE.itemsize
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    # No serialisers: requests go out as the bytes built above and replies stay unparsed.
+    call = {name: channel.unary_unary(f"/pricing.v1.PricingService/{name}") for name in PAIRED}
+    call["Forecast"](forecast, timeout=5)  # connect and warm up outside the clock
+    elapsed: dict[str, list[int]] = {name: [] for name in PAIRED}
+    end = time.perf_counter() + seconds
+    for k in range(DISTINCT_OPTIONS):
+        if time.perf_counter() >= end:
+            break
+        option = options[k * size : (k + 1) * size]
+        for name, request in zip(PAIRED, (option, forecast), strict=True):
+            start = time.perf_counter_ns()
+            call[name](request, timeout=5)
+            elapsed[name].append(time.perf_counter_ns() - start)
+    channel.close()
+    return {name: float(np.median(ns)) / 1e6 for name, ns in elapsed.items()}
+
+
 def batch_breakdown(rows: int = 10_000) -> dict[str, float]:
     """Server-side milliseconds of a PriceBatch of `rows` options, step by step, in process."""
-    model = load_pinn(ArtifactStore(REPO / "models"))
+    model = load_pinn(ArtifactStore(REPO / "models").load(KIND, NAME))
     strikes = np.linspace(60, 180, rows)
     request = pb.PriceBatchRequest(type=[1, 2] * (rows // 2), spot=[100.0], strike=strikes.tolist(),
                                    tau=np.linspace(0.1, 2.5, rows).tolist(), rate=[0.02], volatility=[0.3])  # fmt: skip
@@ -176,6 +214,7 @@ def main() -> None:
         "channels": 1,
     }
     results: dict[str, dict[str, dict[str, object]]] = {}
+    paired: dict[str, dict[str, float]] = {}
     startup: dict[int, tuple[float, list[float]]] = {}
 
     noop_port = free_port()
@@ -186,6 +225,7 @@ def main() -> None:
             "batch": load(noop_port, seconds, **batch),
             "c32x8": load(noop_port, seconds, concurrency=32, processes=2, channels=8),
         }
+        paired["noop"] = forecast_and_option_p50(noop_port, seconds)
     for workers in (1, 2):
         port = free_port()
         with running(pricing(port, workers), port, health=True) as (process, to_serving):
@@ -196,6 +236,7 @@ def main() -> None:
                     "c32": load(port, seconds, **wide),
                     "batch": load(port, seconds, **batch),
                 }
+                paired["pricing"] = forecast_and_option_p50(port, seconds)
             results[f"workers{workers}"] = {
                 "c32x8": load(port, seconds, concurrency=32, processes=2, channels=8)
             }
@@ -263,6 +304,14 @@ def main() -> None:
         if run["errors"]
     }
     print(f"\nerrors in any run: {errors or 'none'}")
+
+    print("\n| concurrency 1, one client alternating the calls | no-op server | pricing-server | ratio | goal |")  # fmt: skip
+    print("|---|---:|---:|---:|---|")
+    for name, label in PAIRED.items():
+        print(row(label, paired["noop"], paired["pricing"], name, "reported"))
+    option, forecast = paired["pricing"]["PriceOption"], paired["pricing"]["Forecast"]
+    print(f"| pricing-server: Forecast p50 vs PriceOption uncached p50 | {option:.3f} (PriceOption) "
+          f"| {forecast:.3f} (Forecast) | {forecast / option:.2f} | ratio <= 2 |")  # fmt: skip
 
     print("\n| PriceBatch of 10,000 options, server side | ms |")
     print("|---|---:|")

@@ -41,7 +41,12 @@ class ServerConfig:
 _OPTIONS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "host": ("--host", "PRICING_HOST", str, "address to listen on"),
     "port": ("--port", "PRICING_PORT", int, "gRPC port"),
-    "models_dir": ("--models", "PRICING_MODELS_DIR", Path, "models folder (artifact store root)"),
+    "models_dir": (
+        "--models",
+        "PRICING_MODELS_DIR",
+        Path,
+        "models folder (artifact store root): pinn/default/ and any mamba/<SYMBOL>/",
+    ),
     "redis_url": (
         "--redis-url",
         "REDIS_URL",

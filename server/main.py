@@ -2,9 +2,10 @@
 
     pricing-server --models models --port 50051 [--redis-url redis://...] [--workers 2]
 
-Each worker loads the model once (its own onnxruntime session and in-process cache) and
-shares Redis with the others. SIGTERM or SIGINT: health goes NOT_SERVING, new calls are
-refused, in-flight calls get `--grace` seconds, Redis is closed.
+Each worker loads the models once (its own onnxruntime sessions: the PINN, and a forecaster
+per symbol under <models>/mamba/ if there are any) and has its own in-process cache; Redis is
+shared. SIGTERM or SIGINT: health goes NOT_SERVING, new calls are refused, in-flight calls
+get `--grace` seconds, Redis is closed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from server import metrics
 from server.batching import MicroBatcher
 from server.cache import QuoteCache, RedisTier
 from server.config import ServerConfig, parse_config
-from server.model import KIND, NAME, LoadedModel, ModelHolder
+from server.forecaster import KIND as FORECASTER_KIND
+from server.forecaster import load_forecaster
+from server.hot_reload import ModelFamily, ModelHolder, watch
+from server.model import KIND, NAME, LoadedModel, load_pinn
 from server.service import PricingService
 from shared.api import pricing_pb2, pricing_pb2_grpc
 from shared.artifact_store import ArtifactStore
@@ -78,10 +82,19 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
         background.add(task)
         task.add_done_callback(background.discard)
 
-    models = ModelHolder(ArtifactStore(config.models_dir), on_swap)
+    store = ArtifactStore(config.models_dir)
+    models = ModelHolder(store, KIND, NAME, load_pinn, on_swap)
+    # Optional: health follows the PINN alone, and no forecaster at all is fine.
+    forecasters = ModelFamily(
+        store,
+        FORECASTER_KIND,
+        load_forecaster,
+        lambda symbol, model: metrics.model_swapped(FORECASTER_KIND, symbol, model.version),
+    )
     for name in names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await models.reload_if_promoted()
+    await forecasters.reload_if_promoted()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
     batcher = MicroBatcher(
         lambda: models.current,
@@ -113,7 +126,8 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
         ],
     )
     pricing_pb2_grpc.add_PricingServiceServicer_to_server(
-        PricingService(models, batcher, cache, executor, config.max_request_rows), server
+        PricingService(models, forecasters, batcher, cache, executor, config.max_request_rows),
+        server,
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -127,19 +141,21 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
             f"pricing-server: cannot listen (--port {config.port}, --metrics-port {config.metrics_port}): {error}"
         ) from error
     await server.start()
-    watcher = loop.create_task(models.watch(config.reload_interval))
+    watcher = loop.create_task(watch(config.reload_interval, models, forecasters))
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     serving = models.current.version if models.loaded else "nothing yet"
+    symbols = ", ".join(f"{s} {m.version}" for s, m in forecasters.serving().items()) or "none"
     log.info(
-        "worker %d listening on %s:%d, serving %s/%s/%s",
+        "worker %d listening on %s:%d, serving %s/%s/%s, forecasters: %s",
         worker,
         config.host,
         port,
         KIND,
         NAME,
         serving,
+        symbols,
     )
     print(f"pricing-server worker {worker} listening on {config.host}:{port}", flush=True)
 

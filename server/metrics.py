@@ -26,8 +26,12 @@ REDIS_EVENTS = Counter(
     "pricing_redis_events_total", "Redis errors, skips (breaker open), malformed values", ["event"]
 )
 MODEL_INFO = Gauge(
-    "pricing_model_info", "1 for the model version in service", ["kind", "name", "version"]
+    "pricing_model_info",
+    "1 for each model version in service (the PINN, a forecaster per symbol)",
+    ["kind", "name", "version"],
 )
+# (kind, name) -> the version MODEL_INFO shows, so a swap replaces just that model's line.
+_SHOWN: dict[tuple[str, str], str] = {}
 
 
 def serve_metrics(port: int) -> None:
@@ -37,5 +41,7 @@ def serve_metrics(port: int) -> None:
 
 
 def model_swapped(kind: str, name: str, version: str) -> None:
-    MODEL_INFO.clear()
+    if (before := _SHOWN.get((kind, name))) is not None:
+        MODEL_INFO.remove(kind, name, before)
+    _SHOWN[kind, name] = version
     MODEL_INFO.labels(kind, name, version).set(1)

@@ -1,27 +1,23 @@
-"""The PINN as the server holds it: one onnxruntime session per version, checked, hot-swapped.
+"""The PINN as the server holds it: one checked onnxruntime session per version.
 
-`load_pinn` opens a version once (sha256 verified by the store, interface and a warm-up
-batch checked). `ModelHolder` keeps the version in service and, off the request path, swaps
-in the one `CURRENT` names when it changes. A caller that took `holder.current` keeps that
-object for its whole call, so in-flight calls finish on the session they started with.
+`load_pinn` opens a version once (its sha256 verified by the store; interface and a warm-up
+batch checked here); server/hot_reload.py's `ModelHolder` keeps it in service and swaps in
+the next promoted one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from shared.artifact_store import ArtifactError, ArtifactStore
-from shared.pinn_graph import COLUMNS, OUTPUTS, onnx_session
+from server.hot_reload import ModelCheckError, open_session
+from shared.artifact_store import Artifact
+from shared.pinn_graph import COLUMNS, OUTPUTS
 from shared.validation import Interval
 
-log = logging.getLogger(__name__)
 KIND, NAME = "pinn", "default"
 DOMAIN_FIELDS = ("moneyness", "tau", "volatility", "rate", "dividend_yield")
 ROW_ALIGNMENT = 4
@@ -29,10 +25,6 @@ SPOT, STRIKE = COLUMNS.index("spot"), COLUMNS.index("strike")
 STRIKE_SEEN = 100.0
 # Price, theta, vega and rho are in currency; delta is a ratio; gamma is per unit of spot.
 SCALES_WITH_STRIKE = [OUTPUTS.index(name) for name in ("price", "theta", "vega", "rho")]
-
-
-class ModelCheckError(RuntimeError):
-    """A stored version opened but failed the server's own checks."""
 
 
 @dataclass(frozen=True)
@@ -99,15 +91,9 @@ def _warm_up_rows(domain: dict[str, Interval]) -> np.ndarray:
     return np.array(rows)
 
 
-def load_pinn(store: ArtifactStore, version: str | None = None) -> LoadedModel:
-    """Open and check one version (the promoted one by default); raise if it is not servable."""
-    artifact = store.load(KIND, NAME, version)
-    try:
-        session = onnx_session(artifact.model)
-    except Exception as error:  # onnxruntime raises its own assorted types for a bad graph
-        raise ModelCheckError(
-            f"{artifact.path}: onnxruntime cannot open model.onnx: {error}"
-        ) from error
+def load_pinn(artifact: Artifact) -> LoadedModel:
+    """Open and check one verified version; raise ModelCheckError if it is not servable."""
+    session = open_session(artifact)
     inputs = [(i.name, i.shape[-1]) for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
     if inputs != [("x", len(COLUMNS))] or sorted(outputs) != sorted(OUTPUTS):
@@ -124,54 +110,3 @@ def load_pinn(store: ArtifactStore, version: str | None = None) -> LoadedModel:
     if not np.isfinite(warm).all():
         raise ModelCheckError(f"{artifact.path}: non-finite outputs on the warm-up batch")
     return model
-
-
-class NoModel(RuntimeError):
-    """No servable version has been loaded yet."""
-
-
-class ModelHolder:
-    """The model in service (None until one loads), and the watcher that swaps in new versions."""
-
-    def __init__(
-        self, store: ArtifactStore, on_swap: Callable[[LoadedModel], None] = lambda _: None
-    ) -> None:
-        self.store = store
-        self._current: LoadedModel | None = None
-        self.refused: set[str] = set()
-        self._on_swap = on_swap
-
-    @property
-    def current(self) -> LoadedModel:
-        if self._current is None:
-            raise NoModel(f"no servable {KIND}/{NAME} model in {self.store.root} yet")
-        return self._current
-
-    @property
-    def loaded(self) -> bool:
-        return self._current is not None
-
-    async def watch(self, interval: float) -> None:
-        """Poll CURRENT every `interval` seconds until cancelled."""
-        while True:
-            await asyncio.sleep(interval)
-            await self.reload_if_promoted()
-
-    async def reload_if_promoted(self) -> None:
-        serving = self._current.version if self._current else None
-        try:
-            version = await asyncio.to_thread(self.store.current_version, KIND, NAME)
-        except ArtifactError as error:
-            log.warning("cannot read the promoted version: %s", error)
-            return
-        if version == serving or version in self.refused:
-            return
-        try:
-            model = await asyncio.to_thread(load_pinn, self.store, version)
-        except (ArtifactError, ModelCheckError) as error:
-            self.refused.add(version)
-            log.error("refused %s/%s/%s, still serving %s: %s", KIND, NAME, version, serving, error)
-            return
-        self._current = model
-        self._on_swap(model)
-        log.info("serving %s/%s/%s (before: %s)", KIND, NAME, model.version, serving or "none")

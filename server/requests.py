@@ -1,4 +1,4 @@
-"""From proto requests to rows of the model's input, refusing anything it must not price.
+"""From proto requests to the models' inputs, refusing anything they must not price or forecast.
 
 Every refusal is INVALID_ARGUMENT with the field, the row and the allowed range: a value
 outside the model's trained domain is refused, never extrapolated.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.api import pricing_pb2
+from shared.artifact_store import MODEL_NAME
 from shared.validation import Allowed, Interval, OneOf, check_columns, check_values
 
 OPTION_TYPES = OneOf((pricing_pb2.CALL, pricing_pb2.PUT), ("1 (CALL)", "2 (PUT)"))
@@ -16,10 +17,13 @@ OPTION_TYPES = OneOf((pricing_pb2.CALL, pricing_pb2.PUT), ("1 (CALL)", "2 (PUT)"
 PRICE_LEVEL = Interval(1e-8, 1e12)
 # Request fields in the order of the model's input columns (is_put comes from `type`).
 FIELDS = ("type", "spot", "strike", "tau", "rate", "volatility", "dividend_yield")
+# A Forecast's longest history (800 kB); only the last closes its model needs are used.
+MAX_CLOSES = 100_000
 
 
 class BadRequest(ValueError):
-    """A request whose shape is wrong (empty, ragged or oversized batch)."""
+    """A request whose shape is wrong: an empty, ragged or oversized batch, a symbol that is no
+    ticker, too few or too many closes."""
 
 
 def _allowed(domain: dict[str, Interval]) -> tuple[dict[str, Allowed], dict[str, Allowed]]:
@@ -61,3 +65,33 @@ def batch_rows(
     check_columns(columns | {"spot/strike": columns["spot"] / columns["strike"]}, in_domain)
     is_put = (columns["type"] == pricing_pb2.PUT).astype(np.float64)
     return np.stack(np.broadcast_arrays(is_put, *(columns[name] for name in FIELDS[1:])), axis=1)
+
+
+def forecast_symbol(request: pricing_pb2.ForecastRequest) -> str:
+    """The symbol of a Forecast request, if it can name a model at all."""
+    symbol = request.symbol
+    if not MODEL_NAME.fullmatch(symbol):
+        what = "is empty" if not symbol else f"{symbol!r} is not a ticker"
+        raise BadRequest(
+            f"symbol {what}: give 1 to 64 of A-Z a-z 0-9 ^ . _ = -, starting with a letter, "
+            "a digit or ^ (such as AAPL, BRK.B or ^GSPC)"
+        )
+    return symbol
+
+
+def forecast_closes(request: pricing_pb2.ForecastRequest, closes_needed: int) -> np.ndarray:
+    """The closes of a Forecast request: enough for its model, not too many, each a price."""
+    n = len(request.closes)
+    if n > MAX_CLOSES:
+        raise BadRequest(
+            f"closes has {n:,} values; at most {MAX_CLOSES:,} are accepted "
+            f"(only the last {closes_needed} are used)"
+        )
+    if n < closes_needed:
+        raise BadRequest(
+            f"closes has {n} values; the {request.symbol} model needs at least {closes_needed} "
+            "daily closes, oldest first"
+        )
+    closes = np.array(request.closes, dtype=np.float64)
+    check_columns({"closes": closes}, {"closes": PRICE_LEVEL})
+    return closes

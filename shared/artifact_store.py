@@ -45,7 +45,7 @@ LOCK_FILE = ".lock"
 STORE_KEYS = frozenset({"format_version", "kind", "name", "version", "created", "files"})
 
 # Ticker-like names (BRK.B, ^GSPC, ES=F); never a path separator or a leading dot.
-_NAME = re.compile(r"[A-Za-z0-9^][A-Za-z0-9^._=-]{0,63}")
+MODEL_NAME = re.compile(r"[A-Za-z0-9^][A-Za-z0-9^._=-]{0,63}")
 _FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _VERSION = re.compile(r"v(\d{4,})")
 
@@ -97,11 +97,15 @@ class ArtifactStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
-    def model_dir(self, kind: str, name: str) -> Path:
+    def kind_dir(self, kind: str) -> Path:
         if kind not in KINDS:
             raise ValueError(f"invalid kind {kind!r}: must be one of {', '.join(KINDS)}")
-        _require(_NAME, "model name", name)
-        return self.root / kind / name
+        return self.root / kind
+
+    def model_dir(self, kind: str, name: str) -> Path:
+        kind_dir = self.kind_dir(kind)
+        _require(MODEL_NAME, "model name", name)
+        return kind_dir / name
 
     def lock(self, kind: str, name: str) -> FileLock:
         """The cross-process lock that serialises writers of one model."""
@@ -120,6 +124,17 @@ class ArtifactStore:
             if (match := _VERSION.fullmatch(entry.name)) and (entry / META_FILE).is_file()
         ]
         return [version for _, version in sorted(found)]
+
+    def promoted(self, kind: str) -> list[str]:
+        """Names of `kind` that have a promoted version (a CURRENT file), sorted."""
+        kind_dir = self.kind_dir(kind)
+        if not kind_dir.is_dir():
+            return []
+        return sorted(
+            entry.name
+            for entry in kind_dir.iterdir()
+            if MODEL_NAME.fullmatch(entry.name) and (entry / CURRENT_FILE).is_file()
+        )
 
     def current_version(self, kind: str, name: str) -> str:
         """The promoted version named by CURRENT."""

@@ -1,4 +1,4 @@
-"""The PINN's ONNX graph as trainer and server share it: its columns, outputs and session.
+"""The PINN's ONNX graph as trainer and server share it: its columns and outputs.
 
 The contract: one input `x`, float32 [N, 7] with columns COLUMNS; outputs OUTPUTS, float32
 [N]. Imports onnxruntime, so only installs with the `server` or `trainer` extra use it.
@@ -11,16 +11,6 @@ import onnxruntime as ort
 
 COLUMNS = ("is_put", "spot", "strike", "tau", "rate", "volatility", "dividend_yield")
 OUTPUTS = ("price", "delta", "gamma", "theta", "vega", "rho")
-
-
-def onnx_session(model: bytes) -> ort.InferenceSession:
-    """One session with the settings measured best for these small graphs (DESIGN.md section 6)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def run_model(

@@ -10,7 +10,7 @@ import pytest
 from shared.artifact_store import ArtifactStore
 from shared.features import Standardizer, causal_features
 from shared.forecast_scale import ANCHOR_COLUMN, decode
-from shared.pinn_graph import onnx_session
+from shared.onnx_runtime import onnx_session
 from trainer.mamba.data import read_prices, write_prices
 from trainer.mamba.sample_data import export_samples
 from trainer.mamba.synthetic import Garch11, garch11

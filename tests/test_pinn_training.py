@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from shared.artifact_store import ArtifactStore
-from shared.pinn_graph import OUTPUTS, onnx_session, run_model
+from shared.onnx_runtime import onnx_session
+from shared.pinn_graph import OUTPUTS, run_model
 from trainer.pinn.domain import sample_inputs
 
 QUICK = ["--quick", "--eval-points", "20000"]

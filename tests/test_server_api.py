@@ -11,11 +11,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server_process import ServerProcess
 from shared.api import pricing_pb2 as pb
 from shared.artifact_store import ArtifactStore
 from shared.black_scholes import black_scholes
-from shared.pinn_graph import onnx_session, run_model
+from shared.onnx_runtime import onnx_session
+from shared.pinn_graph import run_model
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 ATM = {
@@ -26,18 +26,6 @@ ATM = {
     "volatility": 0.2,
     "dividend_yield": 0.01,
 }
-
-
-@pytest.fixture(scope="module")
-def server():
-    process = ServerProcess(MODELS)
-    yield process
-    assert process.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def stub(server):
-    return server.stub()
 
 
 def test_health_is_serving_and_reflection_lists_the_service(server):
@@ -180,12 +168,6 @@ def test_bad_price_batch_is_invalid_argument_naming_field_and_row(stub, change, 
         stub.PriceBatch(pb.PriceBatchRequest(**(BATCH | change)))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in raised.value.details()
-
-
-def test_forecast_without_a_model_is_not_found(stub):
-    with pytest.raises(grpc.RpcError) as raised:
-        stub.Forecast(pb.ForecastRequest(symbol="AAPL", closes=[100.0, 101.0]))
-    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 floats = st.floats(allow_nan=True, allow_infinity=True) | st.floats(min_value=-0.1, max_value=250.0)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from server.batching import MicroBatcher, Overloaded
-from server.model import load_pinn
+from server.model import KIND, NAME, load_pinn
 from server_process import ServerProcess
 from shared.api import pricing_pb2 as pb
 from shared.artifact_store import ArtifactStore
@@ -76,7 +76,7 @@ def test_too_many_calls_in_flight_answer_resource_exhausted_at_once():
 
 
 def test_the_batcher_queue_is_bounded_in_rows():
-    model = load_pinn(ArtifactStore(MODELS))
+    model = load_pinn(ArtifactStore(MODELS).load(KIND, NAME))
     rows = np.array([[0.0, 100.0, 100.0, 1.0, 0.01, 0.2, 0.0]] * 2)
 
     async def burst():

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 import tf2onnx
 
-from shared.pinn_graph import onnx_session
+from shared.onnx_runtime import onnx_session
 from trainer.mamba.model import MambaForecaster
 
 OPSET = 17

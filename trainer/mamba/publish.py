@@ -9,7 +9,7 @@ import numpy as np
 from shared.artifact_store import MODEL_FILE, Artifact, ArtifactStore
 from shared.features import FEATURE_NAMES, LOOKBACK
 from shared.forecast_scale import ANCHOR_FEATURE
-from shared.pinn_graph import onnx_session
+from shared.onnx_runtime import onnx_session
 from trainer.mamba.export import OPSET, MambaExportError, to_onnx
 from trainer.mamba.train import MambaConfig, MambaResult
 from trainer.provenance import library_versions

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from shared.black_scholes import black_scholes
-from shared.pinn_graph import onnx_session, run_model
+from shared.onnx_runtime import onnx_session
+from shared.pinn_graph import run_model
 from trainer.pinn.domain import DOMAIN, edge_grid, sample_inputs
 
 # float32 carries 24 bits: a price of size P is known to about P * 2^-24. No-arbitrage checks

@@ -19,7 +19,8 @@ import onnx
 import tensorflow as tf
 import tf2onnx
 
-from shared.pinn_graph import COLUMNS, OUTPUTS, onnx_session
+from shared.onnx_runtime import onnx_session
+from shared.pinn_graph import COLUMNS, OUTPUTS
 from trainer.pinn.domain import sample_inputs
 from trainer.pinn.network import NetworkShape, build_correction, price_and_greeks
 

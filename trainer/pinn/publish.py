@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from shared.artifact_store import MODEL_FILE, Artifact, ArtifactStore
-from shared.pinn_graph import COLUMNS, OUTPUTS, onnx_session
+from shared.onnx_runtime import onnx_session
+from shared.pinn_graph import COLUMNS, OUTPUTS
 from trainer.pinn.domain import DOMAIN, sample_inputs
 from trainer.pinn.evaluate import Metric, accuracy, as_meta, error_plot
 from trainer.pinn.export import OPSET, ExportError, to_onnx
