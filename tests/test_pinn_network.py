@@ -6,7 +6,22 @@ import tensorflow as tf
 
 from shared.pinn_graph import COLUMNS
 from trainer.pinn.domain import DOMAIN, sample_inputs
-from trainer.pinn.network import NetworkShape, build_correction, price_and_greeks, symmetric_value
+from trainer.pinn.network import (
+    TIME_VALUE,
+    V_K,
+    V_KK,
+    V_S,
+    NetworkShape,
+    V,
+    build_correction,
+    price_and_greeks,
+    value_jet,
+)
+
+
+def value(k, s, correction):
+    """value_jet of 1-D tensors."""
+    return value_jet(k[:, None], s[:, None], correction)
 
 
 @pytest.fixture(scope="module")
@@ -26,30 +41,32 @@ def test_jet_matches_gradient_tape(correction):
         outer.watch([k, s])
         with tf.GradientTape(persistent=True) as inner:
             inner.watch([k, s])
-            jet = symmetric_value(k, s, correction)
-        v_k = inner.gradient(jet.value, k)
-        v_s = inner.gradient(jet.value, s)
+            jet = value(k, s, correction)
+            v = jet[:, V]
+        v_k = inner.gradient(v, k)
+        v_s = inner.gradient(v, s)
     v_kk = outer.gradient(v_k, k)
-    for name, mine, tape in [
-        ("d_k", jet.d_k, v_k),
-        ("d_s", jet.d_s, v_s),
-        ("d_kk", jet.d_kk, v_kk),
-    ]:
-        np.testing.assert_allclose(mine.numpy(), tape.numpy(), rtol=1e-9, atol=1e-9, err_msg=name)
+    for name, column, tape in [("v_k", V_K, v_k), ("v_s", V_S, v_s), ("v_kk", V_KK, v_kk)]:
+        np.testing.assert_allclose(
+            jet[:, column].numpy(), tape.numpy(), rtol=1e-9, atol=1e-9, err_msg=name
+        )
+    # The time value is v - |h| up to the erfc fit's relative 1.2e-7 of |h| erfc (<= |h|).
+    abs_h = np.abs(np.sinh(k.numpy() / 2))
+    assert np.all(np.abs(jet[:, TIME_VALUE] - (jet[:, V] - abs_h)) <= 1.3e-7 * abs_h + 1e-15)
 
 
 def test_value_is_even_in_k_and_meets_the_payoff_as_s_vanishes(correction):
     k = tf.constant(np.linspace(-DOMAIN.k_max, DOMAIN.k_max, 101))
     s = tf.fill([101], tf.constant(0.3, tf.float64))
     np.testing.assert_allclose(
-        symmetric_value(k, s, correction).value,
-        symmetric_value(-k, s, correction).value,
+        value(k, s, correction)[:, V],
+        value(-k, s, correction)[:, V],
         rtol=1e-14,
     )
     # As s -> 0, v -> |sinh(k/2)|; at the money the time value left is s phi(0) ~ 0.4 s.
     tiny = tf.fill([101], tf.constant(1e-7, tf.float64))
     np.testing.assert_allclose(
-        symmetric_value(k, tiny, correction).value, np.abs(np.sinh(k.numpy() / 2)), atol=0.4 * 1e-7
+        value(k, tiny, correction)[:, V], np.abs(np.sinh(k.numpy() / 2)), atol=0.4 * 1e-7
     )
 
 
@@ -57,10 +74,8 @@ def smooth_price(x, correction):
     """V = A v + sign (S' - D) / 2 written out again from the formula, without the clip."""
     is_put, spot, strike, tau, rate, volatility, q = tf.unstack(x, axis=1)
     spot_disc, strike_disc = spot * tf.exp(-q * tau), strike * tf.exp(-rate * tau)
-    v = symmetric_value(tf.math.log(spot_disc / strike_disc), volatility * tf.sqrt(tau), correction)
-    return tf.sqrt(spot_disc * strike_disc) * v.value + 0.5 * (1 - 2 * is_put) * (
-        spot_disc - strike_disc
-    )
+    v = value(tf.math.log(spot_disc / strike_disc), volatility * tf.sqrt(tau), correction)[:, V]
+    return tf.sqrt(spot_disc * strike_disc) * v + 0.5 * (1 - 2 * is_put) * (spot_disc - strike_disc)
 
 
 def test_greeks_match_gradient_tape(correction):

@@ -22,6 +22,7 @@ from shared.onnx_runtime import onnx_session
 from trainer.mamba.sample_data import sample_history
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
+PINN_VERSION = ArtifactStore(MODELS).current_version("pinn", "default")
 # The adjusted daily closes the demo models were trained on (bokeh-sampledata, 2000-2013).
 CLOSES = {symbol: sample_history(symbol).close for symbol in ("AAPL", "MSFT")}
 NEEDED = 130  # meta.json's features.closes_needed of the demo models: 66 + a window of 64
@@ -122,7 +123,7 @@ def test_metrics_count_forecasts_and_list_every_model_version(server, stub):
         r'pricing_requests_total\{code="OK",method="Forecast"\} [1-9]',
         r'pricing_requests_total\{code="INVALID_ARGUMENT",method="Forecast"\} [1-9]',
         r'pricing_request_seconds_count\{method="Forecast"\} [1-9]',
-        r'pricing_model_info\{kind="pinn",name="default",version="v0001"\} 1.0',
+        rf'pricing_model_info\{{kind="pinn",name="default",version="{PINN_VERSION}"\}} 1.0',
         r'pricing_model_info\{kind="mamba",name="AAPL",version="v0001"\} 1.0',
         r'pricing_model_info\{kind="mamba",name="MSFT",version="v0001"\} 1.0',
     ):
@@ -288,7 +289,7 @@ def test_a_server_without_forecasters_prices_and_says_none_are_served(tmp_path):
                 type=pb.CALL, spot=100, strike=100, tau=1, rate=0.01, volatility=0.2
             )
         )
-        assert reply.model_version == "v0001"
+        assert reply.model_version == PINN_VERSION
         with pytest.raises(grpc.RpcError) as raised:
             forecast(stub, "AAPL", CLOSES["AAPL"])
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND

@@ -19,8 +19,10 @@ from server.config import ServerConfig, parse_config
 from server_process import ServerProcess
 from shared.api import pricing_pb2 as pb
 from shared.api import pricing_pb2_grpc
+from shared.artifact_store import ArtifactStore
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
+PINN_VERSION = ArtifactStore(MODELS).current_version("pinn", "default")
 BIG = pb.PriceBatchRequest(
     type=[1],
     spot=[100.0],
@@ -163,7 +165,7 @@ def test_metrics_cover_requests_latency_batches_queue_cache_and_model():
             "pricing_batch_rows_count 1.0",
             "pricing_queue_rows 0.0",
             'pricing_cache_lookups_total{result="miss",tier="local"} 1.0',
-            'pricing_model_info{kind="pinn",name="default",version="v0001"} 1.0',
+            f'pricing_model_info{{kind="pinn",name="default",version="{PINN_VERSION}"}} 1.0',
         ):
             assert expected in text, expected
     finally:
@@ -188,7 +190,7 @@ def test_make_run_serves_the_committed_model_and_prints_an_example():
             ["bash", "-c", example.strip()], cwd=repo, capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 0, result.stderr
-        assert 'model_version: "v0001"' in result.stdout and "price:" in result.stdout
+        assert f'model_version: "{PINN_VERSION}"' in result.stdout and "price:" in result.stdout
     finally:
         os.killpg(make.pid, signal.SIGINT)
         make.communicate(timeout=30)

@@ -52,6 +52,7 @@ def wait_for_version(stub, version, seconds=10):
 
 
 def test_promotion_under_load_swaps_versions_with_zero_failed_calls(models):
+    old_version = models.current_version("pinn", "default")
     server = ServerProcess(models.root)
     stub, stop, seen, failures = server.stub(), threading.Event(), set(), []
 
@@ -85,7 +86,7 @@ def test_promotion_under_load_swaps_versions_with_zero_failed_calls(models):
             thread.join()
         assert server.stop() == 0
     assert failures == []
-    assert seen == {"v0001", new_version}
+    assert seen == {old_version, new_version}
 
 
 def test_a_new_version_never_serves_the_old_versions_cached_price(models):
@@ -95,7 +96,7 @@ def test_a_new_version_never_serves_the_old_versions_cached_price(models):
         assert [stub.PriceOption(REQUEST).cached for _ in range(2)] == [False, True]
         new_version = publish_copy(models)
         assert wait_for_version(stub, new_version)
-        reply = stub.PriceOption(REQUEST)  # cached under v0001, never under the new version
+        reply = stub.PriceOption(REQUEST)  # cached under the old version, never under the new one
         assert (reply.cached, reply.model_version) == (False, new_version)
     finally:
         assert server.stop() == 0
@@ -132,7 +133,7 @@ def test_a_corrupt_promoted_version_is_refused_and_the_old_one_keeps_serving(mod
             assert time.monotonic() < deadline, "".join(server.log)
             time.sleep(0.05)
         after = stub.PriceOption(REQUEST)
-        assert after.model_version == before.model_version == "v0001"
+        assert after.model_version == before.model_version == current.version
         assert after.price == before.price
         health = health_pb2_grpc.HealthStub(server.channel()).Check(
             health_pb2.HealthCheckRequest(service="")

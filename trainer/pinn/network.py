@@ -19,10 +19,18 @@ N(d1) nor N(d2) appears anywhere.
 
 Derivatives. The Greeks and the PDE residual need v_k, v_kk and v_s. They are computed in
 forward mode: the network's tangents are pushed through its Dense layers, and the analytic
-terms are differentiated in closed form below. tf2onnx cannot convert TensorFlow's reverse
--mode gradient graph of this function (it leaves BroadcastGradientArgs, SqrtGrad,
-ReciprocalGrad and DynamicStitch nodes), while this form exports as plain elementwise ops
-and matmuls. tests/test_pinn_network.py checks every derivative against GradientTape.
+terms are differentiated in closed form (the table `TERMS`). tf2onnx cannot convert
+TensorFlow's reverse-mode gradient graph of this function (it leaves BroadcastGradientArgs,
+SqrtGrad, ReciprocalGrad and DynamicStitch nodes), while this form exports as plain
+elementwise ops and matmuls. tests/test_pinn_network.py checks every derivative against
+GradientTape.
+
+Graph size. onnxruntime spends ~0.16 us per node however small the batch, and the server
+prices one or two rows at a time, so the graph is written to have few nodes: every closed
+-form term is a row of `TERMS`, all of them evaluated by matmuls of monomials z^a s^b
+against constant coefficient matrices, and the Greeks are one more product of matrices.
+289 nodes became 133: 35 us instead of 65 us per call at batch 1 (bench/pinn_latency.py),
+at the price of more arithmetic per row at large batches (550 instead of 280 ns at 1024).
 
 Everything here is dtype-generic: float64 for training, float32 for the exported graph.
 """
@@ -33,12 +41,10 @@ import math
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from trainer.pinn.domain import DOMAIN
-
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 
 
 @dataclass(frozen=True)
@@ -61,108 +67,270 @@ def build_correction(shape: NetworkShape, dtype: str = "float64", seed: int = 0)
     return keras.Sequential(layers, name="pinn_correction")
 
 
-@dataclass(frozen=True)
-class Jet:
-    """A function of (k, s) with the derivatives the Greeks need."""
+# Columns of the jet `value_jet` returns.
+V, V_K, V_KK, V_S, TIME_VALUE = range(5)
+JET_COLUMNS = 5
 
-    value: tf.Tensor
-    d_k: tf.Tensor
-    d_kk: tf.Tensor
-    d_s: tf.Tensor
+# Carriers: the non-polynomial factors of the terms. c = cosh(k/2), h = sinh(k/2),
+# phi = phi(z), erf = erf(z / sqrt 2), erfc = erfc(|z| / sqrt 2); g1 = dg/d(k^2),
+# g11 = d2g/d(k^2)2, gs = dg/ds.
+# The network's carriers come in the column order of `_network_jet`.
+ANALYTIC_CARRIERS = ("phi c", "phi h", "phi", "erf c", "erf h", "|h| erfc")
+NETWORK_CARRIERS = ("phi g", "phi g1", "phi gs", "phi g11")
+
+# v and its derivatives, term by term: (column, carrier, a, b, coefficient) stands for
+# coefficient * carrier * z^a * s^b. Write C = s^3 P (1 + s^2 g) / 24 with P = phi (1 + 2 z^2)
+# for the second-order term; then z_k = 1/s, z_s = -z/s, phi' = -z phi, g_k = 2 z s g1,
+# g_kk = 2 g1 + 4 z^2 s^2 g11. The time value v - |h| replaces h erf by -|h| erfc exactly.
+_SECOND_ORDER = {  # the terms of -C, shared by v and the time value
+    ("phi", 0, 3): -1 / 24, ("phi", 2, 3): -2 / 24, ("phi g", 0, 5): -1 / 24, ("phi g", 2, 5): -2 / 24,
+}  # fmt: skip
+TERMS = (
+    [(V, "phi c", 0, 1, 1.0), (V, "erf h", 0, 0, 1.0)]
+    + [(V, carrier, a, b, w) for (carrier, a, b), w in _SECOND_ORDER.items()]
+    + [(TIME_VALUE, "phi c", 0, 1, 1.0), (TIME_VALUE, "|h| erfc", 0, 0, -1.0)]
+    + [(TIME_VALUE, carrier, a, b, w) for (carrier, a, b), w in _SECOND_ORDER.items()]
+    + [  # v_k = h s phi / 2 - c z phi + c erf / 2 + 2 h phi / s - C_k
+        (V_K, "phi h", 0, 1, 0.5), (V_K, "phi h", 0, -1, 2.0), (V_K, "phi c", 1, 0, -1.0),
+        (V_K, "erf c", 0, 0, 0.5),
+        (V_K, "phi", 1, 2, -3 / 24), (V_K, "phi", 3, 2, 2 / 24),
+        (V_K, "phi g", 1, 4, -3 / 24), (V_K, "phi g", 3, 4, 2 / 24),
+        (V_K, "phi g1", 1, 6, -2 / 24), (V_K, "phi g1", 3, 6, -4 / 24),
+    ]
+    + [  # v_kk = c phi (s / 4 + (1 + z^2) / s) - h z phi (1 + 2 / s^2) + h erf / 4 - C_kk
+        (V_KK, "phi c", 0, 1, 0.25), (V_KK, "phi c", 0, -1, 1.0), (V_KK, "phi c", 2, -1, 1.0),
+        (V_KK, "phi h", 1, 0, -1.0), (V_KK, "phi h", 1, -2, -2.0), (V_KK, "erf h", 0, 0, 0.25),
+        (V_KK, "phi", 0, 1, -3 / 24), (V_KK, "phi", 2, 1, 9 / 24), (V_KK, "phi", 4, 1, -2 / 24),
+        (V_KK, "phi g", 0, 3, -3 / 24), (V_KK, "phi g", 2, 3, 9 / 24),
+        (V_KK, "phi g", 4, 3, -2 / 24),
+        (V_KK, "phi g1", 0, 5, -2 / 24), (V_KK, "phi g1", 2, 5, -16 / 24),
+        (V_KK, "phi g1", 4, 5, 8 / 24),
+        (V_KK, "phi g11", 2, 7, -4 / 24), (V_KK, "phi g11", 4, 7, -8 / 24),
+    ]
+    + [  # v_s = c phi (1 + z^2) - 2 h z phi / s - C_s
+        (V_S, "phi c", 0, 0, 1.0), (V_S, "phi c", 2, 0, 1.0), (V_S, "phi h", 1, -1, -2.0),
+        (V_S, "phi", 0, 2, -3 / 24), (V_S, "phi", 2, 2, -3 / 24), (V_S, "phi", 4, 2, -2 / 24),
+        (V_S, "phi g", 0, 4, -5 / 24), (V_S, "phi g", 2, 4, -7 / 24),
+        (V_S, "phi g", 4, 4, -2 / 24),
+        (V_S, "phi gs", 0, 5, -1 / 24), (V_S, "phi gs", 2, 5, -2 / 24),
+    ]
+)  # fmt: skip
+assert {carrier for _, carrier, *_ in TERMS} == {*ANALYTIC_CARRIERS, *NETWORK_CARRIERS}
+MONOMIALS = sorted({(a, b) for _, _, a, b, _ in TERMS})  # (a, b) of z^a s^b
+Z_POWERS = range(max(a for a, _ in MONOMIALS) + 1)
+S_POWERS = range(min(b for _, b in MONOMIALS), max(b for _, b in MONOMIALS) + 1)
 
 
-@dataclass(frozen=True)
-class SymmetricValue(Jet):
-    """v with its time value v - |sinh(k/2)|, computed without cancellation (see `_erfc`)."""
+def _power_picks() -> tuple[np.ndarray, np.ndarray]:
+    """[powers, monomials] 0/1 matrices that pick each monomial's power of z and of s."""
+    z_pick = np.zeros((len(Z_POWERS), len(MONOMIALS)))
+    s_pick = np.zeros((len(S_POWERS), len(MONOMIALS)))
+    for m, (a, b) in enumerate(MONOMIALS):
+        z_pick[Z_POWERS.index(a), m] = s_pick[S_POWERS.index(b), m] = 1.0
+    return z_pick, s_pick
 
-    time_value: tf.Tensor
 
+def _sum_of_terms(carriers: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The constant matrices that evaluate the TERMS of these carriers.
 
-def _erfc(x: tf.Tensor) -> tf.Tensor:
-    """erfc(x) for x >= 0 to a relative 1.2e-7 (Numerical Recipes' erfcc, a Chebyshev fit).
-
-    ONNX has Erf but no Erfc, and 1 - erf(x) in float32 loses every digit of a far
-    out-of-the-money time value: deep out-of-the-money prices came out as +-1e-7 S of noise,
-    which broke convexity in strike.
+    terms [monomials, carriers x columns] holds the coefficients; spread [carriers, carriers
+    x columns] repeats each carrier once per column; total [carriers x columns, columns] sums
+    the carriers of a column. Expanding and summing by matmul keeps onnxruntime off its slow
+    broadcasting and reduction kernels (3x slower at batch 1024 when written that way).
     """
-    t = 1.0 / (1.0 + 0.5 * x)
-    poly = 0.17087277
-    for c in (
-        -0.82215223,
-        1.48851587,
-        -1.13520398,
-        0.27886807,
-        -0.18628806,
-        0.09678418,
-        0.37409196,
-        1.00002368,
-    ):
-        poly = c + t * poly
-    return t * tf.exp(-x * x - 1.26551223 + t * poly)
+    terms = np.zeros((len(MONOMIALS), len(carriers) * JET_COLUMNS))
+    for column, carrier, a, b, weight in TERMS:
+        if carrier in carriers:
+            terms[MONOMIALS.index((a, b)), carriers.index(carrier) * JET_COLUMNS + column] += weight
+    spread = np.kron(np.eye(len(carriers)), np.ones((1, JET_COLUMNS)))
+    total = np.tile(np.eye(JET_COLUMNS), (len(carriers), 1))
+    return terms, spread, total
 
 
-def _network_jet(correction: keras.Model, k: tf.Tensor, s: tf.Tensor) -> Jet:
-    """g and its derivatives, by pushing tangents through the Dense layers in forward mode."""
+# erfc(x) for x >= 0 is t exp(-x^2 + sum_j ERFC_FIT[j] t^j) with t = 1 / (1 + x / 2), to a
+# relative 1.2e-7 (Numerical Recipes' erfcc, a Chebyshev fit). ONNX has Erf but no Erfc, and
+# 1 - erf(x) in float32 loses every digit of a far out-of-the-money time value: deep
+# out-of-the-money prices came out as +-1e-7 S of noise, which broke convexity in strike.
+ERFC_FIT = (
+    -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+    0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277,
+)  # fmt: skip
+
+
+def _const(values: object, like: tf.Tensor) -> tf.Tensor:
+    return tf.constant(np.asarray(values, dtype=np.float64), dtype=like.dtype)
+
+
+def _input_scaling(like: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(scale, shift), [1, 2] each: (k^2, s) * scale + shift spans [-1, 1] over the domain."""
     s_low, s_high = DOMAIN.s_range
-    a, b = 2.0 / DOMAIN.k_max**2, 2.0 / (s_high - s_low)
-    h = tf.stack([a * k * k - 1.0, b * (s - s_low) - 1.0], axis=1)
-    zeros, ones = tf.zeros_like(k), tf.ones_like(k)
-    # Tangents along the first input (k^2 feature), its second derivative, and along s.
-    t1 = tf.stack([ones, zeros], axis=1)
-    t11 = tf.zeros_like(h)
-    t2 = tf.stack([zeros, ones], axis=1)
-    for layer in correction.layers:
-        h = tf.matmul(h, layer.kernel) + layer.bias
-        t1, t11, t2 = (tf.matmul(t, layer.kernel) for t in (t1, t11, t2))
+    scale = _const([[2.0 / DOMAIN.k_max**2, 2.0 / (s_high - s_low)]], like)
+    return scale, _const([[-1.0, -2.0 * s_low / (s_high - s_low) - 1.0]], like)
+
+
+def _network_jet(correction: keras.Model, k2: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
+    """[N, 4]: g and its derivatives g1, gs, g11 in (k^2, s), for [N, 1] inputs.
+
+    Forward mode: the tangents along k^2 and along s and the second tangent along k^2 are
+    pushed through each layer. They stay three [N, width] tensors: stacked into one
+    [3, N, width] tensor the exported graph had 10 fewer nodes, but TensorFlow's broadcasting
+    ops made training 4x slower. The input scaling to [-1, 1] is folded into the first
+    layer's weights, so the first layer's tangents are constants.
+    """
+    scale, shift = _input_scaling(k2)
+    h = tf.concat([k2, s], axis=1)
+    t1, t2, t11 = _const([[1.0, 0.0]], k2), _const([[0.0, 1.0]], k2), None  # t11 = 0
+    for i, layer in enumerate(correction.layers):
+        kernel, bias = layer.kernel, layer.bias
+        if i == 0:
+            kernel, bias = tf.transpose(scale) * kernel, bias + tf.matmul(shift, kernel)[0]
+        h = tf.matmul(h, kernel) + bias
+        t1, t2 = tf.matmul(t1, kernel), tf.matmul(t2, kernel)
+        t11 = None if t11 is None else tf.matmul(t11, kernel)
         if layer.activation is keras.activations.tanh:
             h = tf.tanh(h)
             slope = 1.0 - h * h
-            t11 = slope * t11 - 2.0 * h * slope * t1 * t1
+            # tanh'' = -2 tanh tanh'
+            curvature = -2.0 * h * slope * t1 * t1
+            t11 = curvature if t11 is None else slope * t11 + curvature
             t1, t2 = slope * t1, slope * t2
         elif layer.activation is not keras.activations.linear:
             raise ValueError(f"no forward-mode rule for activation {layer.activation.__name__}")
-    g, g1, g11, g2 = h[:, 0], t1[:, 0], t11[:, 0], t2[:, 0]
-    # Chain rule through the input scaling f1 = a k^2 - 1, f2 = b (s - s_low) - 1.
-    return Jet(g, g1 * 2.0 * a * k, g11 * (2.0 * a * k) ** 2 + g1 * 2.0 * a, g2 * b)
+    return tf.concat([h, t1, t2, t11], axis=1)
 
 
-def symmetric_value(k: tf.Tensor, s: tf.Tensor, correction: keras.Model) -> SymmetricValue:
-    """v(k, s) of the module docstring, its derivatives and time value, for 1-D tensors."""
+@dataclass(frozen=True)
+class AnalyticJet:
+    """Everything of the jet at some (k, s) that does not depend on the network's weights.
+
+    Training evaluates the jet at fixed points hundreds of times with new weights; it
+    computes this part once.
+    """
+
+    k: tf.Tensor  # [N, 1]
+    s: tf.Tensor  # [N, 1]
+    fixed: tf.Tensor  # [N, JET_COLUMNS]: the sum of the terms of ANALYTIC_CARRIERS
+    network_terms: tf.Tensor  # [N, 4 * JET_COLUMNS]: phi times the polynomials of g, g1, gs, g11
+
+
+def analytic_jet(k: tf.Tensor, s: tf.Tensor) -> AnalyticJet:
+    """The network-free part of `value_jet`, for k and s of shape [N, 1]."""
     z = k / s
-    half = tf.exp(0.5 * k)
-    c, h = 0.5 * (half + 1.0 / half), 0.5 * (half - 1.0 / half)  # cosh(k/2), sinh(k/2)
-    phi = _INV_SQRT_2PI * tf.exp(-0.5 * z * z)
-    erf = tf.math.erf(z * _INV_SQRT_2)
-    z2 = z * z
-
-    # Bachelier-type term B = c s phi + h erf; z_k = 1/s, z_s = -z/s, phi' = -z phi, erf' = 2 phi.
-    b = c * s * phi + h * erf
-    b_k = 0.5 * h * s * phi - c * z * phi + 0.5 * c * erf + 2.0 * h * phi / s
-    b_kk = (
-        0.25 * s * c * phi
-        - h * z * phi
-        + 0.25 * h * erf
-        + c * phi * (1.0 + z2) / s
-        - 2.0 * h * z * phi / (s * s)
+    minus_half_z2 = -0.5 * z * z
+    phi = tf.exp(minus_half_z2 - 0.5 * math.log(2.0 * math.pi))
+    erf = tf.math.erf(z * (1.0 / math.sqrt(2.0)))
+    # sinh itself, not a difference of exponentials: h multiplies terms of v_kk that nearly
+    # cancel at small s, and e^(k/2) - e^(-k/2) keeps only an absolute 1e-7 in float32.
+    ch = tf.concat([tf.cosh(0.5 * k), tf.sinh(0.5 * k)], axis=1)
+    t = 1.0 / (1.0 + tf.abs(z) * (0.5 / math.sqrt(2.0)))
+    fit = tf.matmul(
+        tf.pow(t, _const([range(len(ERFC_FIT))], k)), _const([ERFC_FIT], k), transpose_b=True
     )
-    b_s = phi * (c * (1.0 + z2) - 2.0 * h * z / s)
+    abs_h_erfc = tf.abs(ch[:, 1:]) * t * tf.exp(minus_half_z2 + fit)
+    carriers = tf.concat([phi * ch, phi, erf * ch, abs_h_erfc], axis=1)  # ANALYTIC_CARRIERS
 
-    # Second-order term C = s^3 P(z) (1 + s^2 g) / 24 with P = phi (1 + 2 z^2).
-    g = _network_jet(correction, k, s)
-    p = phi * (1.0 + 2.0 * z2)
-    p_z = phi * z * (3.0 - 2.0 * z2)
-    p_zz = phi * (2.0 * z2 * z2 - 9.0 * z2 + 3.0)
-    s2 = s * s
-    q = 1.0 + s2 * g.value
-    cc = s2 * s * p * q / 24.0
-    cc_k = (s2 * p_z * q + s2 * s2 * s * p * g.d_k) / 24.0
-    cc_kk = (s * p_zz * q + 2.0 * s2 * s2 * p_z * g.d_k + s2 * s2 * s * p * g.d_kk) / 24.0
-    cc_s = (
-        s2 * (3.0 * p - z * p_z) + s2 * s2 * g.value * (5.0 * p - z * p_z) + s2 * s2 * s * p * g.d_s
-    ) / 24.0
-    # The time value v - |h|: h erf(z/sqrt 2) - |h| = -|h| erfc(|z|/sqrt 2) exactly.
-    time_value = c * s * phi - tf.abs(h) * _erfc(tf.abs(z) * _INV_SQRT_2) - cc
-    return SymmetricValue(b - cc, b_k - cc_k, b_kk - cc_kk, b_s - cc_s, time_value)
+    z_pick, s_pick = (_const(m, k) for m in _power_picks())
+    # pow, not exp(b ln s): ~1 ulp each.
+    monomials = tf.matmul(tf.pow(z, _const([Z_POWERS], k)), z_pick) * tf.matmul(
+        tf.pow(s, _const([S_POWERS], k)), s_pick
+    )
+    terms, spread, total = (_const(m, k) for m in _sum_of_terms(ANALYTIC_CARRIERS))
+    fixed = tf.matmul(tf.matmul(monomials, terms) * tf.matmul(carriers, spread), total)
+    network_terms = phi * tf.matmul(monomials, _const(_sum_of_terms(NETWORK_CARRIERS)[0], k))
+    return AnalyticJet(k, s, fixed, network_terms)
+
+
+def jet_with_network(analytic: AnalyticJet, correction: keras.Model) -> tf.Tensor:
+    """[N, JET_COLUMNS]: v(k, s) of the module docstring, v_k, v_kk, v_s and the time value
+    v - |sinh(k/2)| (computed without cancellation)."""
+    g = _network_jet(correction, analytic.k * analytic.k, analytic.s)
+    _, spread, total = (_const(m, g) for m in _sum_of_terms(NETWORK_CARRIERS))
+    return analytic.fixed + tf.matmul(analytic.network_terms * tf.matmul(g, spread), total)
+
+
+def value_with_network(analytic: AnalyticJet, correction: keras.Model) -> tf.Tensor:
+    """[N]: v alone, which depends on g but not on its derivatives: no tangents, and a
+    gradient 5x cheaper than the whole jet's, for the loss terms on v."""
+    scale, shift = _input_scaling(analytic.k)
+    g = correction(tf.concat([analytic.k * analytic.k, analytic.s], axis=1) * scale + shift)
+    phi_g = NETWORK_CARRIERS.index("phi g") * JET_COLUMNS + V
+    return analytic.fixed[:, V] + analytic.network_terms[:, phi_g] * g[:, 0]
+
+
+def value_jet(k: tf.Tensor, s: tf.Tensor, correction: keras.Model) -> tf.Tensor:
+    """`jet_with_network` at (k, s), each of shape [N, 1]."""
+    return jet_with_network(analytic_jet(k, s), correction)
+
+
+# The Greeks, by the chain rule through k_S = 1/S, k_tau = r - q, k_r = tau, s_sigma =
+# sqrt(tau), s_tau = sigma / (2 sqrt(tau)), and ln A, which moves by 1/(2S) in S, -(r + q)/2
+# in tau and -tau/2 in r:
+#   delta = A/S (v/2 + v_k) + sign e^(-q tau) / 2
+#   gamma = A/S^2 (v_kk - v/4)
+#   theta = A r (v/2 - v_k) + A q (v/2 + v_k) - A sigma / sqrt(tau) v_s / 2 - sign (r D - q S') / 2
+#   vega  = A sqrt(tau) v_s
+#   rho   = -A tau (v/2 - v_k) + sign tau D / 2
+# One row per product: (greek, weight, combination of the jet's columns and `sign`, factor).
+GREEKS = ("delta", "gamma", "theta", "vega", "rho")
+SIGN = JET_COLUMNS  # the column appended to the jet
+GREEK_TERMS = (
+    ("delta", 1.0, {V: 0.5, V_K: 1.0}, "A/S"),
+    ("delta", 0.5, {SIGN: 1.0}, "e^-q tau"),
+    ("gamma", 1.0, {V_KK: 1.0, V: -0.25}, "A/S^2"),
+    ("theta", 1.0, {V: 0.5, V_K: -1.0}, "A r"),
+    ("theta", 1.0, {V: 0.5, V_K: 1.0}, "A q"),
+    ("theta", -0.5, {V_S: 1.0}, "A sigma/sqrt tau"),
+    ("theta", -0.5, {SIGN: 1.0}, "D r"),
+    ("theta", 0.5, {SIGN: 1.0}, "S' q"),
+    ("vega", 1.0, {V_S: 1.0}, "A sqrt tau"),
+    ("rho", -1.0, {V: 0.5, V_K: -1.0}, "A tau"),
+    ("rho", 0.5, {SIGN: 1.0}, "tau D"),
+)
+
+# Factors are positive monomials of the inputs, all from one exp of a linear map of their
+# logs (and of r tau, q tau), some then multiplied by the rate or the dividend yield.
+_LOGS = {"ln S": 1, "ln K": 2, "ln tau": 3, "ln sigma": 5, "r tau": 7 + 4, "q tau": 7 + 6}
+_A = {"ln S": 0.5, "ln K": 0.5, "r tau": -0.5, "q tau": -0.5}  # A = sqrt(S e^(-q tau) K e^(-r tau))
+_MARKET = {  # the first factors, for the network's inputs
+    "e^-q tau": {"q tau": -1.0},
+    "e^-r tau": {"r tau": -1.0},
+    "s": {"ln sigma": 1.0, "ln tau": 0.5},
+}
+_FACTORS = {  # name -> (exponents of the logs, multiplied by which input column)
+    "A/S": (_A | {"ln S": -0.5}, None),
+    "A/S^2": (_A | {"ln S": -1.5}, None),
+    "A r": (_A, 4),
+    "A q": (_A, 6),
+    "A sigma/sqrt tau": (_A | {"ln sigma": 1.0, "ln tau": -0.5}, None),
+    "A sqrt tau": (_A | {"ln tau": 0.5}, None),
+    "A tau": (_A | {"ln tau": 1.0}, None),
+    "e^-q tau": ({"q tau": -1.0}, None),
+    "D r": ({"ln K": 1.0, "r tau": -1.0}, 4),
+    "S' q": ({"ln S": 1.0, "q tau": -1.0}, 6),
+    "tau D": ({"ln tau": 1.0, "ln K": 1.0, "r tau": -1.0}, None),
+}
+_SMALLEST = 1e-30  # keeps the logs of columns that are not used (rate, yield, is_put) finite
+
+
+def _greek_matrices() -> tuple[np.ndarray, ...]:
+    """Log-exponent [14, 3 + T], multiplier [7, T] with offset [T], combination [6, T], sum [T, 5]."""
+    terms = len(GREEK_TERMS)
+    exponents = np.zeros((14, len(_MARKET) + terms))
+    multiplier, offset = np.zeros((7, terms)), np.ones(terms)
+    combination, total = np.zeros((JET_COLUMNS + 1, terms)), np.zeros((terms, len(GREEKS)))
+    for j, powers in enumerate(_MARKET.values()):
+        for name, power in powers.items():
+            exponents[_LOGS[name], j] = power
+    for j, (greek, weight, jet, factor) in enumerate(GREEK_TERMS):
+        powers, column = _FACTORS[factor]
+        for name, power in powers.items():
+            exponents[_LOGS[name], len(_MARKET) + j] = power
+        if column is not None:
+            multiplier[column, j], offset[j] = 1.0, 0.0
+        for jet_column, w in jet.items():
+            combination[jet_column, j] = w
+        total[j, GREEKS.index(greek)] = weight
+    return exponents, multiplier, offset, combination, total
 
 
 def price_and_greeks(x: tf.Tensor, correction: keras.Model) -> dict[str, tf.Tensor]:
@@ -171,41 +339,31 @@ def price_and_greeks(x: tf.Tensor, correction: keras.Model) -> dict[str, tf.Tens
     The price is clipped to the European no-arbitrage bounds; the clip moves it by no more
     than the network's error, and the Greeks are left as the network's.
     """
-    is_put, spot, strike, tau, rate, volatility, dividend_yield = tf.unstack(x, axis=1)
-    sqrt_tau = tf.sqrt(tau)
-    strike_disc = strike * tf.exp(-rate * tau)
-    spot_disc = spot * tf.exp(-dividend_yield * tau)
-    k = tf.math.log(spot_disc / strike_disc)
-    s = volatility * sqrt_tau
-    v = symmetric_value(k, s, correction)
-    amplitude = tf.sqrt(spot_disc * strike_disc)
-    sign = 1.0 - 2.0 * is_put
-    forward_value = sign * (spot_disc - strike_disc)
+    exponents, multiplier, offset, combination, total = (_const(m, x) for m in _greek_matrices())
+    is_put, tau = x[:, :1], x[:, 3:4]
+    logs = tf.concat([tf.math.log(tf.maximum(x, _SMALLEST)), x * tau], axis=1)
+    factors = tf.exp(tf.matmul(logs, exponents))
+    # S' and D, multiplied out rather than taken from the logs: the price's float32 noise in
+    # strike must stay below a few ulps of S, or convexity checks fail.
+    discounted = x[:, 1:3] * factors[:, :2]
+    spot_disc, strike_disc = discounted[:, :1], discounted[:, 1:]
+    jet = value_jet(tf.math.log(spot_disc / strike_disc), factors[:, 2:3], correction)
 
     # A |sinh(k/2)| = |S' - D| / 2, so V = A v + sign (S' - D) / 2 = A (time value) + intrinsic:
     # out-of-the-money prices then carry float32's relative precision, not that of S.
-    price = amplitude * v.time_value + tf.maximum(forward_value, 0.0)
-    # Through k_S = 1/S, k_tau = r - q, k_r = tau; s_sigma = sqrt(tau), s_tau = sigma / (2 sqrt(tau));
-    # ln A moves by 1/(2S) in S, -(r + q)/2 in tau and -tau/2 in r.
-    delta = amplitude * (0.5 * v.value + v.d_k) / spot + 0.5 * sign * tf.exp(-dividend_yield * tau)
-    gamma = amplitude * (v.d_kk - 0.25 * v.value) / (spot * spot)
-    dv_dtau = (
-        -0.5 * (rate + dividend_yield) * v.value
-        + (rate - dividend_yield) * v.d_k
-        + 0.5 * volatility / sqrt_tau * v.d_s
-    )
-    theta = -(amplitude * dv_dtau + 0.5 * sign * (rate * strike_disc - dividend_yield * spot_disc))
-    vega = amplitude * sqrt_tau * v.d_s
-    rho = amplitude * tau * (v.d_k - 0.5 * v.value) + 0.5 * sign * tau * strike_disc
+    amplitude = tf.sqrt(spot_disc * strike_disc)
+    sign = 1.0 - 2.0 * is_put
+    forward_gap = spot_disc - strike_disc
+    intrinsic = tf.maximum(sign * forward_gap, 0.0)
+    upper = spot_disc - is_put * forward_gap  # D for a put, S' for a call
+    price = tf.minimum(intrinsic + amplitude * tf.maximum(jet[:, TIME_VALUE:], 0.0), upper)
 
-    lower = tf.maximum(forward_value, 0.0)
-    upper = is_put * strike_disc + (1.0 - is_put) * spot_disc
-    price = tf.minimum(tf.maximum(price, lower), upper)
-    return {
-        "price": price,
-        "delta": delta,
-        "gamma": gamma,
-        "theta": theta,
-        "vega": vega,
-        "rho": rho,
-    }
+    products = (
+        tf.matmul(tf.concat([jet, sign], axis=1), combination)
+        * factors[:, 3:]
+        * (tf.matmul(x, multiplier) + offset)
+    )
+    columns = tf.concat([price, tf.matmul(products, total)], axis=1)
+    # One [6 N] vector split in six: fewer graph nodes than six column slices.
+    outputs = tf.split(tf.reshape(tf.transpose(columns), [-1]), 1 + len(GREEKS))
+    return dict(zip(("price", *GREEKS), outputs, strict=True))

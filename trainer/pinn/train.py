@@ -32,7 +32,17 @@ from scipy.optimize import minimize
 from shared.atomic_files import replace_atomically
 from shared.black_scholes import black_scholes
 from trainer.pinn.domain import DOMAIN, sample_inputs, to_ks
-from trainer.pinn.network import NetworkShape, build_correction, symmetric_value
+from trainer.pinn.network import (
+    V_KK,
+    V_S,
+    AnalyticJet,
+    NetworkShape,
+    V,
+    analytic_jet,
+    build_correction,
+    jet_with_network,
+    value_with_network,
+)
 from trainer.safe_training import (
     Fallbacks,
     FaultInjector,
@@ -100,16 +110,19 @@ def box_points(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
 
 
 def value_residual(correction: keras.Model) -> Callable[..., tf.Tensor]:
-    def residual(k: tf.Tensor, s: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
-        return tf.exp(0.5 * k) * (symmetric_value(k, s, correction).value - v) / LOSS_UNIT
+    def residual(*tensors: tf.Tensor) -> tf.Tensor:
+        *analytic, v = tensors
+        v_net = value_with_network(AnalyticJet(*analytic), correction)
+        return tf.exp(0.5 * analytic[0][:, 0]) * (v_net - v) / LOSS_UNIT
 
     return residual
 
 
 def pde_residual(correction: keras.Model) -> Callable[..., tf.Tensor]:
-    def residual(k: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
-        v = symmetric_value(k, s, correction)
-        return (s * v.d_s - s * s * (v.d_kk - 0.25 * v.value)) / LOSS_UNIT
+    def residual(*analytic: tf.Tensor) -> tf.Tensor:
+        jet = jet_with_network(AnalyticJet(*analytic), correction)
+        s = analytic[1][:, 0]
+        return (s * jet[:, V_S] - s * s * (jet[:, V_KK] - 0.25 * jet[:, V])) / LOSS_UNIT
 
     return residual
 
@@ -132,20 +145,23 @@ def build_terms(config: TrainConfig, correction: keras.Model) -> list[Term]:
     k_end = rng.uniform(0.0, DOMAIN.k_max, config.boundary_points)
     s_end = np.full_like(k_end, TERMINAL_S)
 
-    def const(*arrays: np.ndarray) -> tuple[tf.Tensor, ...]:
-        return tuple(tf.constant(a, dtype=tf.float64) for a in arrays)
+    def at(k: np.ndarray, s: np.ndarray, *labels: np.ndarray) -> tuple[tf.Tensor, ...]:
+        """The points' AnalyticJet fields (computed once, not in every step), then labels."""
+        analytic = analytic_jet(tf.constant(k[:, None]), tf.constant(s[:, None]))
+        fields = (analytic.k, analytic.s, analytic.fixed, analytic.network_terms)
+        return (*fields, *(tf.constant(label) for label in labels))
 
     values = value_residual(correction)
     return [
-        Term("price", 1.0, const(k_data, s_data, reference_v(k_data, s_data)), values),
-        Term("pde", config.pde_weight, const(k_colloc, s_colloc), pde_residual(correction)),
+        Term("price", 1.0, at(k_data, s_data, reference_v(k_data, s_data)), values),
+        Term("pde", config.pde_weight, at(k_colloc, s_colloc), pde_residual(correction)),
         Term(
             "boundary",
             config.boundary_weight,
-            const(k_edge, s_edge, reference_v(k_edge, s_edge)),
+            at(k_edge, s_edge, reference_v(k_edge, s_edge)),
             values,
         ),
-        Term("terminal", 1.0, const(k_end, s_end, np.abs(np.sinh(0.5 * k_end))), values),
+        Term("terminal", 1.0, at(k_end, s_end, np.abs(np.sinh(0.5 * k_end))), values),
     ]
 
 
@@ -169,7 +185,7 @@ class Objective:
         self._steps = {term.name: self._gradient_step(term) for term in terms}
 
     def _gradient_step(self, term: Term) -> Callable[..., tuple[tf.Tensor, list[tf.Tensor]]]:
-        signature = [tf.TensorSpec([None], tf.float64) for _ in term.tensors]
+        signature = [tf.TensorSpec([None, *t.shape[1:]], tf.float64) for t in term.tensors]
 
         @tf.function(input_signature=signature)
         def step(*tensors: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
