@@ -1,6 +1,7 @@
 # Set-up and checks. `make test` works on a fresh machine: it creates .venv, installs the
-# package with every extra, installs Debian's redis-server when missing (as root), lints,
-# and runs pytest (whose session fixture starts a throw-away Redis on a free port).
+# package with every extra, installs Debian's redis-server and nginx when missing (as root),
+# lints, and runs pytest (whose session fixture starts a throw-away Redis on a free port, and
+# whose rehearsal test runs nginx in front of two servers).
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 # Reinstall only when the dependencies change.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test run lint format proto install redis-server clean
+.PHONY: test run rehearse lint format proto install redis-server nginx clean
 
 # make run: the server on the committed default model, in-process cache only (no Redis).
 PORT ?= 50051
@@ -26,6 +27,13 @@ run: $(INSTALLED)
 	@echo '  $(BIN)/python -c '"'"'$(EXAMPLE)'"'"''
 	$(BIN)/pricing-server --host 127.0.0.1 --port $(PORT) --metrics-port $(METRICS_PORT) --models models
 
+# make rehearse: deploy/docker-compose.yml's topology (Redis, two server replicas, nginx) as
+# local processes, without Docker: load through the balancer while a replica is restarted,
+# killed, and a new model promoted; prints a report and its checks.
+REHEARSE_SECONDS ?= 20
+rehearse: install
+	$(BIN)/python deploy/rehearse.py --seconds $(REHEARSE_SECONDS)
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,7 +45,7 @@ format: $(INSTALLED)
 proto: $(INSTALLED)
 	$(BIN)/python proto/generate.py
 
-install: $(INSTALLED) redis-server
+install: $(INSTALLED) redis-server nginx
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 needed, found " + sys.version)'
@@ -48,12 +56,14 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,server,trainer]'
 	touch $@
 
-redis-server:
-	@command -v redis-server >/dev/null || { \
+# Debian packages whose programs the tests run; each package is named as its program, which
+# Debian puts in /usr/sbin (nginx), off a user's PATH, or /usr/bin.
+redis-server nginx:
+	@command -v $@ >/dev/null || [ -x /usr/sbin/$@ ] || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $@; \
 	  else \
-	    echo "redis-server is missing: run 'sudo apt-get install redis-server', then make test" >&2; \
+	    echo "$@ is missing: run 'sudo apt-get install $@', then make test" >&2; \
 	    exit 1; \
 	  fi; }
 

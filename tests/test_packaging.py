@@ -1,35 +1,11 @@
 """The server side never pulls in TensorFlow: not through its extra, not through an import."""
 
-import re
 import subprocess
 import sys
-from importlib import metadata
 
-from packaging.requirements import Requirement
+from image_size import dependency_closure
 
 TRAINER_ONLY = {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "tf-keras"}
-
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def dependency_closure(distribution: str, extras: set[str]) -> set[str]:
-    """Names of every installed distribution that `distribution[extras]` requires, transitively."""
-    seen: set[str] = set()
-    pending = [(distribution, extras)]
-    while pending:
-        name, wanted = pending.pop()
-        for spec in metadata.requires(name) or []:
-            requirement = Requirement(spec)
-            marker = requirement.marker
-            if marker and not any(marker.evaluate({"extra": extra}) for extra in wanted or {""}):
-                continue
-            dependency = canonical(requirement.name)
-            if dependency not in seen:
-                seen.add(dependency)
-                pending.append((dependency, set(requirement.extras)))
-    return seen
 
 
 def test_server_extra_installs_no_tensorflow():
