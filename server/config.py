@@ -33,6 +33,7 @@ class ServerConfig:
     )
     reload_interval: float = 1.0  # seconds between checks of CURRENT
     metrics_port: int = 9100  # 0: no metrics server; worker i serves on metrics_port + i
+    drain: float = 5.0  # at most this long after SIGTERM, calls still arriving are answered
     grace: float = 5.0  # seconds in-flight calls get at shutdown
     log_level: str = "INFO"
 
@@ -120,6 +121,13 @@ _OPTIONS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         int,
         "Prometheus port (worker i: +i); 0 = off",
     ),
+    "drain": (
+        "--drain",
+        "PRICING_DRAIN",
+        float,
+        "after SIGTERM, seconds at most to go on answering calls that still arrive, "
+        "health NOT_SERVING, until none came for 0.1 s",
+    ),
     "grace": ("--grace", "PRICING_GRACE", float, "seconds in-flight calls get at shutdown"),
     "log_level": ("--log-level", "PRICING_LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING or ERROR"),
 }
@@ -139,6 +147,7 @@ _NON_NEGATIVE = {
     "redis_ttl",
     "redis_timeout",
     "redis_cooldown",
+    "drain",
     "grace",
 }
 

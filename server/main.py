@@ -38,6 +38,8 @@ from server.service import PricingService
 from shared.api import pricing_pb2, pricing_pb2_grpc
 from shared.artifact_store import ArtifactStore
 
+# A drain ends once no call has begun for this long: gRPC's queue is empty by then.
+DRAIN_QUIET = 0.1
 log = logging.getLogger("server")
 SERVICE = pricing_pb2.DESCRIPTOR.services_by_name["PricingService"].full_name
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a 100,000-row PriceBatch is about 5.6 MB
@@ -125,10 +127,8 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    pricing_pb2_grpc.add_PricingServiceServicer_to_server(
-        PricingService(models, forecasters, batcher, cache, executor, config.max_request_rows),
-        server,
-    )
+    service = PricingService(models, forecasters, batcher, cache, executor, config.max_request_rows)
+    pricing_pb2_grpc.add_PricingServiceServicer_to_server(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -164,10 +164,16 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
     loop.remove_signal_handler(signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     log.info(
-        "worker %d stopping: refusing new calls, %.1f s for in-flight ones", worker, config.grace
+        "worker %d stopping: answering calls that still arrive for at most %.1f s",
+        worker,
+        config.drain,
     )
     for name in names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    # gRPC's stop() cancels calls that have arrived but not reached a handler yet (197 of 200
+    # queued PriceOption calls here): keep answering until they stop coming, then stop.
+    await service.activity.quiet(DRAIN_QUIET, config.drain)
+    log.info("worker %d refusing new calls, %.1f s for in-flight ones", worker, config.grace)
     await server.stop(config.grace)
     watcher.cancel()
     await cache.close()

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -52,6 +53,7 @@ def rpc(
         async def call(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Reply:
             start = time.perf_counter()
             code, message = grpc.StatusCode.OK, ""
+            self.activity.started()
             try:
                 return await handler(self, request, context)
             except asyncio.CancelledError:
@@ -64,6 +66,7 @@ def rpc(
                 log.exception("%s failed", method)
                 code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}"
             finally:
+                self.activity.ended()
                 metrics.REQUESTS.labels(method, code.name).inc()
                 metrics.LATENCY.labels(method).observe(time.perf_counter() - start)
             await context.abort(code, message)  # raises: the RPC ends with that status
@@ -71,6 +74,30 @@ def rpc(
         return call
 
     return decorate
+
+
+@dataclass
+class Activity:
+    """Calls in the handlers now, and when the last one began: what a drain waits on."""
+
+    in_flight: int = 0
+    last_start: float = 0.0  # time.monotonic()
+
+    def started(self) -> None:
+        self.in_flight += 1
+        self.last_start = time.monotonic()
+
+    def ended(self) -> None:
+        self.in_flight -= 1
+
+    async def quiet(self, for_seconds: float, at_most: float) -> None:
+        """Return once no call ran or began for `for_seconds` from now on, or after `at_most`."""
+        now = time.monotonic()
+        deadline, self.last_start = now + at_most, max(self.last_start, now)
+        while time.monotonic() < deadline and (
+            self.in_flight or time.monotonic() - self.last_start < for_seconds
+        ):
+            await asyncio.sleep(for_seconds / 4)
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -90,6 +117,7 @@ class PricingService(pricing_pb2_grpc.PricingServiceServicer):
     ) -> None:
         self.models = models
         self.forecasters = forecasters
+        self.activity = Activity()
         self.batcher = batcher
         self.cache = cache
         self.executor = executor

@@ -74,6 +74,25 @@ def test_sigterm_lets_in_flight_calls_finish_then_exits_cleanly():
     assert any("stopped" in line for line in server.log)
 
 
+def test_sigterm_answers_the_calls_already_sent_before_it_stops():
+    # gRPC's stop() alone cancelled 197 of these 200, which had not reached a handler yet.
+    server = ServerProcess(MODELS, "--cache-size", "1")
+    stub = server.stub()
+    sent = [
+        stub.PriceOption.future(
+            pb.PriceOptionRequest(
+                type=pb.CALL, spot=90 + 0.1 * i, strike=100, tau=0.5, rate=0.01, volatility=0.2
+            ),
+            timeout=30,
+        )
+        for i in range(200)
+    ]
+    server.process.send_signal(signal.SIGTERM)
+    assert all(call.result().price > 0 for call in sent)
+    assert server.stop() == 0
+    assert any("answering calls that still arrive" in line for line in server.log)
+
+
 def test_without_a_model_it_starts_unavailable_and_serves_once_one_is_promoted(tmp_path):
     server = ServerProcess(tmp_path / "models")
     try:
