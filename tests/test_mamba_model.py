@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from trainer.mamba.export import to_onnx
-from trainer.mamba.model import MambaBlock, MambaForecaster
+from trainer.mamba.model import ForecasterEnsemble, MambaBlock, MambaForecaster
 
 WINDOW, FEATURES = 64, 5
 
@@ -92,3 +92,15 @@ def test_onnx_export_matches_keras_without_loops(inputs):
     assert exported.max_difference <= 1e-5
     assert not {"Loop", "Scan", "If"} & exported.op_types.keys()
     assert "Einsum" in exported.op_types or "MatMul" in exported.op_types
+
+
+def test_ensemble_is_the_mean_of_its_members_and_saves_reloads_and_exports(tmp_path, inputs):
+    members = [MambaForecaster(outputs=8, d_model=8, d_state=4, heads=2) for _ in range(2)]
+    ensemble = ForecasterEnsemble(members)
+    expected = np.mean([np.asarray(m(inputs)) for m in members], axis=0)
+    np.testing.assert_allclose(np.asarray(ensemble(inputs)), expected, rtol=1e-6, atol=1e-7)
+    ensemble.save(tmp_path / "ensemble.keras")
+    reloaded = keras.saving.load_model(tmp_path / "ensemble.keras")
+    assert isinstance(reloaded, ForecasterEnsemble) and len(reloaded.members) == 2
+    np.testing.assert_array_equal(np.asarray(reloaded(inputs)), np.asarray(ensemble(inputs)))
+    assert to_onnx(ensemble, WINDOW, FEATURES).max_difference <= 1e-5

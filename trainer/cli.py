@@ -1,12 +1,15 @@
 """`trainer`: train, export and evaluate the models the pricing server serves.
 
     trainer train --model pinn [--epochs N] [--seed S] [--output DIR] [--quick] [--resume]
-    trainer train --model mamba --symbols AAPL,MSFT --data DIR [--epochs N] [--seed S] [--quick]
+    trainer train --model mamba --symbols AAPL,MSFT --data DIR [--workers N] [--epochs N]
+                  [--seed S] [--quick] [--resume]
     trainer evaluate --model pinn [--output DIR] [--version V] [--points N]
+    trainer evaluate --model mamba --symbols AAPL,MSFT --data DIR [--synthetic garch]
+                     [--report FILE.json] [--refit-days N] [--members K] [--seed S] [--quick]
 
 Exit status: 0 done, 2 bad arguments or data, 3 training diverged with no usable model,
 4 export failed, 5 out of memory at the smallest batch, 6 some symbols failed (the others
-were promoted), 130 interrupted (rerun with --resume).
+were promoted or evaluated), 130 interrupted (rerun with --resume).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import enum
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -78,68 +82,130 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="mamba: symbols trained at once, each in its own process (default 1)",
+    )
+    train.add_argument(
         "--eval-points",
         type=positive_int,
         help="random points for the accuracy table (default 1,000,000; quick 100,000)",
     )
 
     evaluate = commands.add_parser(
-        "evaluate", help="measure a stored model and record it in its meta.json"
+        "evaluate",
+        help="pinn: measure a stored model and record it in its meta.json; "
+        "mamba: walk-forward comparison with EWMA, GARCH(1,1) and HAR-RV",
     )
     evaluate.add_argument(
-        "--model", required=True, choices=["pinn"], help="which model to evaluate"
+        "--model", required=True, choices=["pinn", "mamba"], help="which model to evaluate"
     )
     evaluate.add_argument(
-        "--output", type=Path, default=Path("models"), help="models folder (default models/)"
+        "--output", type=Path, default=Path("models"), help="pinn: models folder (default models/)"
     )
-    evaluate.add_argument("--version", help="version to evaluate (default: the promoted one)")
+    evaluate.add_argument("--version", help="pinn: version to evaluate (default: the promoted one)")
     evaluate.add_argument(
-        "--points", type=positive_int, default=1_000_000, help="random points (default 1,000,000)"
+        "--points", type=positive_int, help="pinn: random points (default 1,000,000)"
+    )
+    evaluate.add_argument(
+        "--symbols", type=symbol_list, help="mamba: comma-separated symbols, each DATA/<SYMBOL>.csv"
+    )
+    evaluate.add_argument(
+        "--data", type=Path, help="mamba: folder of Date,Open,High,Low,Close,Volume CSVs"
+    )
+    evaluate.add_argument(
+        "--synthetic",
+        choices=["garch"],
+        help="mamba: also evaluate a generated GARCH(1,1) series (3,270 days; 1,000 with "
+        "--quick), scored against the true process's forecast as well",
+    )
+    evaluate.add_argument(
+        "--report",
+        type=Path,
+        help="mamba: JSON file to write, the plot beside it as .png "
+        "(default: evaluation.json in --data, or in the current folder)",
+    )
+    evaluate.add_argument(
+        "--refit-days",
+        type=positive_int,
+        help="mamba: decision days between refits, each block forecast out of sample (default 252)",
+    )
+    evaluate.add_argument(
+        "--members",
+        type=positive_int,
+        help="mamba: networks from consecutive seeds whose mean is the forecast (default 3; "
+        "quick 1)",
+    )
+    evaluate.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="mamba: seed of weights and synthetic data (default 0)",
+    )
+    evaluate.add_argument(
+        "--quick", action="store_true", help="mamba: a small model, for smoke tests"
     )
     return parser
 
 
+def symbol_list(text: str) -> list[str]:
+    symbols = [s.strip() for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise argparse.ArgumentTypeError(f"no symbol in {text!r}")
+    return symbols
+
+
 def train_mamba(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ExitCode:
-    from shared.artifact_store import ArtifactStore
-    from trainer.mamba.data import DataError, read_prices
-    from trainer.mamba.export import MambaExportError
-    from trainer.mamba.publish import publish
-    from trainer.mamba.train import MambaConfig, train_symbol
+    from trainer.mamba.data import read_symbols
+    from trainer.mamba.jobs import (
+        FAILED,
+        INTERRUPTED,
+        OK,
+        Outcome,
+        run_in_processes,
+        train_and_publish,
+    )
+    from trainer.mamba.train import MambaConfig
+    from trainer.safe_training import interrupt_guard
 
     if not args.symbols or args.data is None:
         parser.error("--model mamba needs --symbols and --data")
-    if args.resume or args.eval_points:
-        parser.error("--resume and --eval-points apply to --model pinn only")
-    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    if args.eval_points:
+        parser.error("--eval-points applies to --model pinn only")
+    if not args.data.is_dir():
+        parser.error(f"--data: {args.data} is not a folder")
+    symbols = list(dict.fromkeys(s.strip() for s in args.symbols.split(",") if s.strip()))
     overrides = {"seed": args.seed} | ({"epochs": args.epochs} if args.epochs else {})
     config = MambaConfig.quick(**overrides) if args.quick else MambaConfig(**overrides)
-    store, histories, failed = ArtifactStore(args.output), {}, {}
-    for symbol in symbols:  # one bad file fails its symbol, not the run
-        try:
-            histories[symbol] = read_prices(args.data / f"{symbol}.csv", symbol)
-        except DataError as error:
-            failed[symbol] = str(error)
-            print(f"{symbol}: failed: --data: {error}", file=sys.stderr)
+    # Read here, before any worker starts: a run where no file is usable is a usage error.
+    histories, unreadable = read_symbols(args.data, symbols)
     if not histories:
-        parser.error(f"--data: no usable data for {', '.join(symbols)}")
-    for symbol, history in histories.items():
-        try:
-            result = train_symbol(history.close, config)
-            written = publish(store, symbol, result, config, len(history))
-        except (ValueError, FloatingPointError, MambaExportError) as error:
-            failed[symbol] = str(error)
-            print(f"{symbol}: failed: {error}", file=sys.stderr)
-            continue
-        qlike = ", ".join(
-            f"{k} {v:.3f}" for k, v in result.validation.items() if k.startswith("qlike")
-        )
-        print(f"{symbol}: promoted mamba/{symbol}/{written.version} after {result.epochs_run} epochs "
-              f"({result.seconds:.1f} s); validation QLIKE {qlike}")  # fmt: skip
-    trained = len(symbols) - len(failed)
+        parser.error("--data: no usable data: " + "; ".join(unreadable.values()))
+    jobs = [
+        (symbol, history, args.output, config, args.resume) for symbol, history in histories.items()
+    ]
+    if args.workers > 1:
+        # The workers get Ctrl-C themselves (same process group); this process waits for them.
+        with interrupt_guard():
+            outcomes = run_in_processes(train_and_publish, jobs, args.workers)
+    else:
+        outcomes = [train_and_publish(*job) for job in jobs]
+    outcomes += [
+        Outcome(symbol, FAILED, f"--data: {error}") for symbol, error in unreadable.items()
+    ]
+    for outcome in outcomes:
+        print(f"{outcome.symbol}: {outcome.status}: {outcome.message}",
+              file=sys.stdout if outcome.status == OK else sys.stderr)  # fmt: skip
+    failed = [o.symbol for o in outcomes if o.status == FAILED]
+    interrupted = [o.symbol for o in outcomes if o.status == INTERRUPTED]
     print(
-        f"{trained} of {len(symbols)} symbols trained"
+        f"{len(outcomes) - len(failed) - len(interrupted)} of {len(outcomes)} symbols trained"
         + (f"; failed: {', '.join(failed)}" if failed else "")
+        + (f"; interrupted: {', '.join(interrupted)}" if interrupted else "")
     )
+    if interrupted:
+        return ExitCode.INTERRUPTED
     return ExitCode.SOME_SYMBOLS_FAILED if failed else ExitCode.OK
 
 
@@ -191,14 +257,78 @@ def train_pinn(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Exi
     return ExitCode.OK
 
 
-def evaluate_pinn(args: argparse.Namespace) -> ExitCode:
+def evaluate_mamba(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ExitCode:
+    if given := [flag for flag in ("--version", "--points") if getattr(args, flag[2:])]:
+        parser.error(f"{', '.join(given)} apply to --model pinn only")
+    if not args.symbols and not args.synthetic:
+        parser.error("--model mamba needs --symbols and --data, or --synthetic garch")
+    if args.symbols and args.data is None:
+        parser.error("--symbols needs --data, the folder of <SYMBOL>.csv files")
+    if args.data is not None and not args.data.is_dir():
+        parser.error(f"--data: {args.data} is not a folder")
+    # Only now TensorFlow: a usage error should not wait seconds for it.
+    from trainer.mamba.data import read_symbols
+    from trainer.mamba.evaluate import (
+        SYNTHETIC_DAYS,
+        SYNTHETIC_DAYS_QUICK,
+        EvaluationConfig,
+        synthetic_garch_forecasts,
+        walk_forward_forecasts,
+    )
+    from trainer.mamba.report import write_report
+
+    overrides = {
+        name: value
+        for name, value in (("refit_days", args.refit_days), ("members", args.members))
+        if value
+    }
+    config = EvaluationConfig.quick(**overrides) if args.quick else EvaluationConfig(**overrides)
+    config = replace(config, mamba=replace(config.mamba, seed=args.seed))
+    report = args.report or (args.data or Path()) / "evaluation.json"
+    histories, failed = read_symbols(args.data, args.symbols) if args.symbols else ({}, {})
+    for symbol, error in failed.items():
+        print(f"{symbol}: failed: --data: {error}", file=sys.stderr)
+    if args.symbols and not histories and not args.synthetic:
+        parser.error(f"--data: no usable data for {', '.join(args.symbols)}")
+    forecasts = []
+    for symbol, history in histories.items():
+        try:
+            forecasts.append(walk_forward_forecasts(history, config))
+        except (ValueError, FloatingPointError) as error:
+            failed[symbol] = str(error)
+            print(f"{symbol}: failed: {error}", file=sys.stderr)
+    if args.synthetic:
+        days = SYNTHETIC_DAYS_QUICK if args.quick else SYNTHETIC_DAYS
+        forecasts.append(synthetic_garch_forecasts(days, args.seed, config))
+    if forecasts:
+        table, plot = write_report(forecasts, config, report)
+        print(table)
+        print(f"wrote {report} and {plot}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return ExitCode.SOME_SYMBOLS_FAILED if failed else ExitCode.OK
+
+
+def evaluate_pinn(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ExitCode:
     from shared.artifact_store import ArtifactStore
     from trainer.pinn import publish
     from trainer.pinn.evaluate import accuracy, as_meta, format_table
 
+    flags = (
+        "--symbols",
+        "--data",
+        "--synthetic",
+        "--report",
+        "--refit-days",
+        "--members",
+        "--quick",
+    )
+    if given := [flag for flag in flags if getattr(args, flag[2:].replace("-", "_"))]:
+        parser.error(f"{', '.join(given)} apply to --model mamba only")
+    points = args.points or 1_000_000
     store = ArtifactStore(args.output)
     artifact = store.load(publish.KIND, publish.NAME, args.version)
-    table = accuracy(artifact.model, args.points)
+    table = accuracy(artifact.model, points)
     print(
         f"{publish.KIND}/{publish.NAME}/{artifact.version}, onnxruntime float32 vs float64 Black-Scholes:"
     )
@@ -207,7 +337,7 @@ def evaluate_pinn(args: argparse.Namespace) -> ExitCode:
         publish.KIND,
         publish.NAME,
         artifact.version,
-        {"accuracy": {"evaluated_points": args.points, "metrics": as_meta(table)}},
+        {"accuracy": {"evaluated_points": points, "metrics": as_meta(table)}},
     )
     return ExitCode.OK
 
@@ -222,10 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         if args.model == "mamba":
             return train_mamba(args, parser)
-        if args.symbols or args.data:
-            parser.error("--symbols and --data apply to --model mamba only")
+        if args.symbols or args.data or args.workers != 1:
+            parser.error("--symbols, --data and --workers apply to --model mamba only")
         return train_pinn(args, parser)
-    return evaluate_pinn(args)
+    if args.model == "mamba":
+        return evaluate_mamba(args, parser)
+    return evaluate_pinn(args, parser)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,20 @@ epoch E raises a CUDA InternalError).
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import logging
 import os
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import tensorflow as tf
+
+from shared.atomic_files import replace_atomically
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -135,3 +141,17 @@ class Fallbacks:
                     raise
                 self.on_cpu = True
                 log.warning("GPU failed (%s); falling back to the CPU", error.message)
+
+
+def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Arrays and JSON-able metadata in one .npz, replaced atomically: a kill leaves the old one."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays, meta=np.array(json.dumps(meta)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_atomically(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files if name != "meta"}
+        return arrays, json.loads(str(data["meta"]))

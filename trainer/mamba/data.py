@@ -12,6 +12,7 @@ import csv
 import io
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -171,6 +172,22 @@ def read_prices(path: Path, symbol: str | None = None, min_rows: int = MIN_ROWS)
         close=columns["Close"],
         volume=columns["Volume"],
     )
+
+
+def read_symbols(
+    folder: Path, symbols: Sequence[str]
+) -> tuple[dict[str, PriceHistory], dict[str, str]]:
+    """`folder/<SYMBOL>.csv` of each symbol: the histories read, and why each other one failed.
+
+    One bad file fails its own symbol only, so a run over many symbols goes on without it.
+    """
+    histories, failed = {}, {}
+    for symbol in symbols:
+        try:
+            histories[symbol] = read_prices(Path(folder) / f"{symbol}.csv", symbol)
+        except DataError as error:
+            failed[symbol] = str(error)
+    return histories, failed
 
 
 def write_prices(history: PriceHistory, path: Path) -> None:

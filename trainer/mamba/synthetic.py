@@ -42,6 +42,18 @@ class Garch11:
         """The long-run daily variance omega / (1 - alpha - beta) that sigma2_t reverts to."""
         return self.omega / (1 - self.alpha - self.beta)
 
+    def expected_square(self, next_variance: np.ndarray, horizons: tuple[int, ...]) -> np.ndarray:
+        """[n, H]: the expected mean of r^2 over days t + 1 .. t + h, made on day t.
+
+        `next_variance` is sigma2_{t+1}, already known on day t. The process reverts to V at
+        rate alpha + beta, E_t sigma2_{t+k} = V + (alpha + beta)^(k-1) (sigma2_{t+1} - V),
+        and E r^2 = mu^2 + sigma2: exactly the quantity windows.targets measures.
+        """
+        v = self.unconditional_variance
+        persistence = self.alpha + self.beta
+        decay = np.array([np.mean(persistence ** np.arange(h)) for h in horizons])
+        return self.mu**2 + v + decay * (np.asarray(next_variance)[:, None] - v)
+
 
 def _check_size(n_days: int, start_price: float) -> None:
     if n_days < 1:

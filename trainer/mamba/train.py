@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -20,8 +21,10 @@ import tensorflow as tf
 
 from shared.features import LOOKBACK, Standardizer, causal_features
 from shared.forecast_scale import ANCHOR_COLUMN, encode
+from trainer.mamba.fitting import fit
 from trainer.mamba.model import MambaForecaster
 from trainer.mamba.windows import HORIZONS, decision_days, split_by_time, targets
+from trainer.safe_training import InterruptFlag
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,19 @@ def _windows(features: np.ndarray, days: np.ndarray, window: int) -> np.ndarray:
     return np.stack([features[t - window + 1 : t + 1] for t in days]).astype(np.float32)
 
 
-def build_dataset(closes: np.ndarray, config: MambaConfig) -> Dataset:
+def build_dataset(
+    closes: np.ndarray, config: MambaConfig, days: np.ndarray | None = None
+) -> Dataset:
+    """Training and validation windows from `days`, the decision days training may use.
+
+    By default every decision day of the series; a walk-forward fold passes its (purged)
+    training days, so nothing from its test span is read: its last `validation_fraction`
+    validate, the purged rest train.
+    """
     features = causal_features(closes)
     labels = targets(closes, config.horizons)
-    days = decision_days(len(closes), config.window, max(config.horizons))
+    if days is None:
+        days = decision_days(len(closes), config.window, max(config.horizons))
     fold = split_by_time(days, config.validation_fraction, config.window, max(config.horizons))
     # Fitted on exactly the rows training windows read: none after the last training day.
     scaler = Standardizer.fit(features[LOOKBACK : fold.train[-1] + 1])
@@ -108,37 +120,59 @@ class MambaResult:
     validation: dict[str, float]
     epochs_run: int
     seconds: float
+    config: MambaConfig
+
+    def predict(self, closes: np.ndarray, days: np.ndarray) -> np.ndarray:
+        """Network outputs [len(days), 2H] on decision days `days`, scaled as in training.
+
+        Decode with shared.forecast_scale.decode and the anchor feature of the same days.
+        """
+        scaled = self.dataset.scaler.transform(causal_features(closes))
+        windows = _windows(scaled, days, self.config.window)
+        return np.asarray(self.model.predict(windows, verbose=0))
 
 
-def train_symbol(closes: np.ndarray, config: MambaConfig) -> MambaResult:
+def train_symbol(
+    closes: np.ndarray,
+    config: MambaConfig,
+    days: np.ndarray | None = None,
+    warm_start: MambaForecaster | None = None,
+    interrupt: InterruptFlag | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+) -> MambaResult:
+    """Fit a forecaster on `days` (default: all; see build_dataset), early-stopped on validation.
+
+    `warm_start` (a model of the same config) gives the initial weights: a walk-forward
+    refit then continues from the previous fold's model instead of from random weights.
+    `interrupt`, `checkpoint` and `resume` are those of fitting.fit: a stop at the next
+    batch, the state saved after every epoch, and going on from it.
+    """
     keras.utils.set_random_seed(config.seed)
-    data = build_dataset(closes, config)
+    data = build_dataset(closes, config, days)
     n_h = len(config.horizons)
     model = MambaForecaster(2 * n_h, config.d_model, config.layers, config.d_state, config.heads)
+    if warm_start is not None:
+        model.build((None, *data.x_train.shape[1:]))
+        model.set_weights(warm_start.get_weights())
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=forecast_loss(n_h))
     started = time.perf_counter()
-    history = model.fit(
-        data.x_train,
-        data.y_train,
-        validation_data=(data.x_val, data.y_val),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle=True,  # within the training fold only; the split itself is by time
-        verbose=0,
-        callbacks=[
-            keras.callbacks.TerminateOnNaN(),
-            keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
-        ],
-    )
+    # Shuffled within the training fold only; the split itself is by time.
+    history = fit(model, data, config, interrupt or InterruptFlag(), checkpoint, resume)
     predicted = np.asarray(model.predict(data.x_val, verbose=0))
     gap = data.y_val[:, n_h:] - predicted[:, n_h:]
     validation = {
         f"qlike_{h}d": float(np.mean(np.exp(gap[:, i]) - gap[:, i] - 1))
         for i, h in enumerate(config.horizons)
     }
-    validation |= {"loss": float(min(history.history["val_loss"]))}
+    validation |= {"loss": float(min(history["val_loss"]))}
     if not np.isfinite(list(validation.values())).all():
         raise FloatingPointError(f"validation metrics are not finite: {validation}")
     return MambaResult(
-        model, data, validation, len(history.history["loss"]), time.perf_counter() - started
+        model,
+        data,
+        validation,
+        len(history["loss"]),
+        time.perf_counter() - started,
+        config,
     )

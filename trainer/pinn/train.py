@@ -16,7 +16,6 @@ deterministic). Loss terms, each a mean of squared residuals in units of LOSS_UN
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
@@ -29,7 +28,6 @@ import numpy as np
 import tensorflow as tf
 from scipy.optimize import minimize
 
-from shared.atomic_files import replace_atomically
 from shared.black_scholes import black_scholes
 from trainer.pinn.domain import DOMAIN, sample_inputs, to_ks
 from trainer.pinn.network import (
@@ -49,6 +47,8 @@ from trainer.safe_training import (
     InterruptFlag,
     TrainingDiverged,
     TrainingInterrupted,
+    load_checkpoint,
+    save_checkpoint,
 )
 
 LOSS_UNIT = 1e-5  # errors are measured in units of 1e-5 of the strike
@@ -241,17 +241,13 @@ class Checkpoint:
     config: dict[str, Any]
 
     def save(self, path: Path) -> None:
-        buffer = io.BytesIO()
-        meta = json.dumps({"epoch": self.epoch, "history": self.history, "config": self.config})
-        np.savez(buffer, weights=self.weights, meta=np.array(meta))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(path, buffer.getvalue())
+        meta = {"epoch": self.epoch, "history": self.history, "config": self.config}
+        save_checkpoint(path, {"weights": self.weights}, meta)
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint:
-        with np.load(path) as data:
-            meta = json.loads(str(data["meta"]))
-            return cls(meta["epoch"], data["weights"], meta["history"], meta["config"])
+        arrays, meta = load_checkpoint(path)
+        return cls(meta["epoch"], arrays["weights"], meta["history"], meta["config"])
 
 
 @dataclass
