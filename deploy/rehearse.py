@@ -41,7 +41,7 @@ from server.loadtest import SETUP_TIMEOUT_S, LoadConfig, run_load
 from server.model import KIND, NAME
 from shared.api import pricing_pb2 as pb
 from shared.api import pricing_pb2_grpc
-from shared.artifact_store import STORE_KEYS, ArtifactStore
+from shared.artifact_store import ArtifactStore
 
 REPO = Path(__file__).resolve().parents[1]
 CONCURRENCY = 8  # calls in flight, so at most this many on a replica when it is killed
@@ -126,8 +126,7 @@ def promote_copy(models: Path) -> str:
     """A new version of the PINN holding the promoted one's files, promoted."""
     store = ArtifactStore(models)
     current = store.load(KIND, NAME)
-    meta = {key: value for key, value in current.meta.items() if key not in STORE_KEYS}
-    written = store.write(KIND, NAME, dict(current.files), meta)
+    written = store.write(KIND, NAME, dict(current.files), current.written_meta)
     store.promote(KIND, NAME, written.version)
     return written.version
 

@@ -77,6 +77,11 @@ class Artifact:
     def model(self) -> bytes:
         return self.files[MODEL_FILE]
 
+    @property
+    def written_meta(self) -> dict[str, Any]:
+        """The metadata its writer gave, without the store's own keys: what `write` takes back."""
+        return {key: value for key, value in self.meta.items() if key not in STORE_KEYS}
+
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from server.forecaster import LoadedForecaster, UnforecastableCloses
 from server_process import ServerProcess
 from shared.api import pricing_pb2 as pb
-from shared.artifact_store import CURRENT_FILE, MODEL_FILE, STORE_KEYS, ArtifactStore
+from shared.artifact_store import CURRENT_FILE, MODEL_FILE, ArtifactStore
 from shared.features import Standardizer, causal_features
 from shared.forecast_scale import ANCHOR_COLUMN, decode
 from shared.onnx_runtime import onnx_session
@@ -156,7 +156,7 @@ def write_version(store, symbol, files=None, **changes):
     """A new version of `symbol` holding AAPL v0001's files and meta, with `changes` made to
     the meta (`features__lookback=22` sets meta["features"]["lookback"])."""
     source = ArtifactStore(MODELS).load("mamba", "AAPL", "v0001")
-    meta = copy.deepcopy({k: v for k, v in source.meta.items() if k not in STORE_KEYS})
+    meta = copy.deepcopy(source.written_meta)
     for path, value in changes.items():
         *parents, leaf = path.split("__")
         node = meta

@@ -32,12 +32,9 @@ def models(tmp_path):
 def publish_copy(store, **meta_changes):
     """A new version holding the committed model's files, promoted."""
     current = store.load("pinn", "default")
-    meta = {
-        k: v
-        for k, v in current.meta.items()
-        if k not in {"format_version", "kind", "name", "version", "created", "files"}
-    }
-    written = store.write("pinn", "default", dict(current.files), meta | meta_changes)
+    written = store.write(
+        "pinn", "default", dict(current.files), current.written_meta | meta_changes
+    )
     store.promote("pinn", "default", written.version)
     return written.version
 

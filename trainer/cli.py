@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="epochs (pinn: L-BFGS, default 12, quick 3; mamba: at most 30, quick 2)",
     )
     train.add_argument(
-        "--symbols", help="mamba: comma-separated symbols, each read from DATA/<SYMBOL>.csv"
+        "--symbols",
+        type=symbol_list,
+        help="mamba: comma-separated symbols, each read from DATA/<SYMBOL>.csv",
     )
     train.add_argument(
         "--data", type=Path, help="mamba: folder of Date,Open,High,Low,Close,Volume CSVs"
@@ -150,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def symbol_list(text: str) -> list[str]:
-    symbols = [s.strip() for s in text.split(",") if s.strip()]
+    """--symbols A,B,...: each once, in order."""
+    symbols = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
     if not symbols:
         raise argparse.ArgumentTypeError(f"no symbol in {text!r}")
     return symbols
@@ -175,11 +178,10 @@ def train_mamba(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Ex
         parser.error("--eval-points applies to --model pinn only")
     if not args.data.is_dir():
         parser.error(f"--data: {args.data} is not a folder")
-    symbols = list(dict.fromkeys(s.strip() for s in args.symbols.split(",") if s.strip()))
     overrides = {"seed": args.seed} | ({"epochs": args.epochs} if args.epochs else {})
     config = MambaConfig.quick(**overrides) if args.quick else MambaConfig(**overrides)
     # Read here, before any worker starts: a run where no file is usable is a usage error.
-    histories, unreadable = read_symbols(args.data, symbols)
+    histories, unreadable = read_symbols(args.data, args.symbols)
     if not histories:
         parser.error("--data: no usable data: " + "; ".join(unreadable.values()))
     jobs = [
