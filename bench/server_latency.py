@@ -1,13 +1,13 @@
 """pricing-server against a no-op gRPC server with the same messages, side by side in one run.
 
-    .venv/bin/python bench/server_latency.py [--seconds 5]
+    .venv/bin/python bench/server_latency.py [--seconds 5] [--pin]
 
 Starts bench/noop_server.py and pricing-server (the committed models, in-process cache) on
 free loopback ports, drives both with pricing-loadtest's `run_load`, and prints one table per
 goal of the server issue with the ratio to the no-op server. Forecast (AAPL, 130 closes) is
 timed against uncached PriceOption by one client alternating the two calls. Client and
-servers share this machine's cores, so absolute throughput is the machine's; the ratios are
-the point.
+servers share this machine's cores (with --pin: the servers get the first half, the load
+generator the rest), so absolute throughput is the machine's; the ratios are the point.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from server.loadtest_requests import OPTION_WIRE, encode_options, sample_rows
 from server.model import KIND, NAME, load_pinn
 from server.requests import batch_rows
 from shared.api import pricing_pb2 as pb
+from shared.api.pricing_pb2_grpc import PricingServiceStub
 from shared.artifact_store import ArtifactStore
 from timing import best_seconds, machine
 
@@ -56,37 +57,36 @@ def free_port() -> int:
 def wait_until_answering(port: int, health: bool, timeout: float = 30.0) -> float:
     """Seconds until the server answers (health SERVING, or any PriceOption reply)."""
     start = time.perf_counter()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     request = pb.PriceOptionRequest(
         type=pb.CALL, spot=100, strike=100, tau=1, rate=0.01, volatility=0.2
     )
-    while time.perf_counter() - start < timeout:
-        try:
-            if health:
-                status = (
-                    health_pb2_grpc.HealthStub(channel)
-                    .Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                    .status
-                )
-                if status == health_pb2.HealthCheckResponse.SERVING:
+    serving = health_pb2.HealthCheckResponse.SERVING
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        while time.perf_counter() - start < timeout:
+            try:
+                if health:
+                    check = health_pb2_grpc.HealthStub(channel).Check
+                    if check(health_pb2.HealthCheckRequest(), timeout=0.5).status == serving:
+                        return time.perf_counter() - start
+                else:
+                    PricingServiceStub(channel).PriceOption(request, timeout=0.5)
                     return time.perf_counter() - start
-            else:
-                pb_stub = __import__(
-                    "shared.api.pricing_pb2_grpc", fromlist=["x"]
-                ).PricingServiceStub(channel)
-                pb_stub.PriceOption(request, timeout=0.5)
-                return time.perf_counter() - start
-        except grpc.RpcError:
-            time.sleep(0.01)
+            except grpc.RpcError:
+                time.sleep(0.01)
     raise RuntimeError(f"nothing answered on port {port} within {timeout} s")
 
 
 @contextlib.contextmanager
 def running(
-    command: list[str], port: int, health: bool
+    command: list[str], port: int, health: bool, cores: set[int] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    """The server of `command`, answering; on `cores` only (its worker processes too) if given."""
     process = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=None if cores is None else lambda: os.sched_setaffinity(0, cores),
     )
     try:
         yield process, wait_until_answering(port, health)
@@ -200,10 +200,23 @@ def row(label: str, base: dict[str, object], ours: dict[str, object], key: str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
-    seconds = parser.parse_args().seconds
-    print(
-        f"machine: {machine()}; every load run {seconds:g} s; client and server on the same cores\n"
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="servers on the first half of the cores, the load generator on the others, so "
+        "the client no longer competes with the server for a core and its caches",
     )
+    args = parser.parse_args()
+    seconds, server_cores = args.seconds, None
+    placement = "client and servers share all cores"
+    if args.pin:
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            parser.error("--pin needs at least 2 cores")
+        server_cores, client_cores = set(cores[: len(cores) // 2]), set(cores[len(cores) // 2 :])
+        os.sched_setaffinity(0, client_cores)  # the load generator's processes inherit it
+        placement = f"servers on cores {sorted(server_cores)}, client on {sorted(client_cores)}"
+    print(f"machine: {machine()}; every load run {seconds:g} s; {placement}\n")
     single = {"concurrency": 1, "processes": 1, "channels": 1}
     wide = {"concurrency": 16, "processes": 2, "channels": 4}  # 32 in flight, two client processes
     batch = {
@@ -218,7 +231,7 @@ def main() -> None:
     startup: dict[int, tuple[float, list[float]]] = {}
 
     noop_port = free_port()
-    with running(noop(noop_port), noop_port, health=False):
+    with running(noop(noop_port), noop_port, False, server_cores):
         results["noop"] = {
             "c1": load(noop_port, seconds, **single),
             "c32": load(noop_port, seconds, **wide),
@@ -228,7 +241,7 @@ def main() -> None:
         paired["noop"] = forecast_and_option_p50(noop_port, seconds)
     for workers in (1, 2):
         port = free_port()
-        with running(pricing(port, workers), port, health=True) as (process, to_serving):
+        with running(pricing(port, workers), port, True, server_cores) as (process, to_serving):
             if workers == 1:
                 results["pricing"] = {
                     "c1": load(port, seconds, **single),
