@@ -27,6 +27,7 @@ class ServerConfig:
     redis_cooldown: float = 5.0  # seconds the circuit breaker stays open after failures
     max_batch_rows: int = 512  # rows per onnxruntime call for coalesced PriceOption calls
     max_queue_rows: int = 8192  # rows waiting for the model; beyond it RESOURCE_EXHAUSTED
+    max_batch_wait: float = 0.002  # seconds a run may wait for more calls, while that pays
     max_request_rows: int = 100_000  # largest PriceBatch
     max_concurrent_rpcs: int = (
         2048  # calls in flight, queued ones included; beyond: RESOURCE_EXHAUSTED
@@ -97,6 +98,13 @@ _OPTIONS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         int,
         "rows allowed to wait for the model",
     ),
+    "max_batch_wait": (
+        "--max-batch-wait",
+        "PRICING_MAX_BATCH_WAIT",
+        float,
+        "seconds a model run may wait for more calls to join it, only while such waits "
+        "gather calls (under load); 0 = never wait",
+    ),
     "max_request_rows": (
         "--max-request-rows",
         "PRICING_MAX_REQUEST_ROWS",
@@ -149,6 +157,7 @@ _NON_NEGATIVE = {
     "redis_cooldown",
     "drain",
     "grace",
+    "max_batch_wait",
 }
 
 
