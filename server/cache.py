@@ -14,7 +14,7 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import redis.asyncio as redis
@@ -26,11 +26,14 @@ log = logging.getLogger(__name__)
 # Call and put, each price and five Greeks.
 QUOTE_SHAPE = (2, 6)
 _VALUE_BYTES = 8 * QUOTE_SHAPE[0] * QUOTE_SHAPE[1]
+# [call, put], each [price, delta, gamma, theta, vega, rho], as plain floats: a cache hit
+# runs no numpy. Shared by every reader, so never modified.
+Quote = list[list[float]]
 
 
-def quote_key(model_tag: str, row: np.ndarray) -> bytes:
+def quote_key(model_tag: str, contract: Sequence[float]) -> bytes:
     """Key of one market state and contract: model tag + the six numeric inputs (not the type)."""
-    return b"pinn:" + model_tag.encode() + b":" + struct.pack("<6d", *row[1:])
+    return b"pinn:" + model_tag.encode() + b":" + struct.pack("<6d", *contract)
 
 
 class RedisTier:
@@ -64,7 +67,7 @@ class RedisTier:
         self._open_until = time.monotonic() + self._cooldown
         self._on_event("error")
 
-    async def get(self, key: bytes) -> np.ndarray | None:
+    async def get(self, key: bytes) -> Quote | None:
         if not self._available():
             self._on_event("skipped")
             return None
@@ -80,13 +83,14 @@ class RedisTier:
             log.warning("ignoring a malformed redis value of %d bytes for %r", len(value), key)
             self._on_event("malformed")
             return None
-        return quote.reshape(QUOTE_SHAPE)
+        return quote.reshape(QUOTE_SHAPE).tolist()
 
-    def put(self, key: bytes, quote: np.ndarray) -> None:
+    def put(self, key: bytes, quote: Quote) -> None:
         """Store in the background; the request never waits for it."""
         if not self._available():
             return
-        task = asyncio.get_running_loop().create_task(self._put(key, quote.astype("<f8").tobytes()))
+        value = np.asarray(quote, dtype="<f8").tobytes()
+        task = asyncio.get_running_loop().create_task(self._put(key, value))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
@@ -108,11 +112,11 @@ class QuoteCache:
     def __init__(
         self, size: int, ttl: float, shared: RedisTier | None, on_lookup: Callable[[str, str], None]
     ) -> None:
-        self._local: TTLCache[bytes, np.ndarray] = TTLCache(maxsize=size, ttl=ttl)
+        self._local: TTLCache[bytes, Quote] = TTLCache(maxsize=size, ttl=ttl)
         self._shared = shared
         self._on_lookup = on_lookup
 
-    async def get(self, key: bytes) -> tuple[np.ndarray | None, str | None]:
+    async def get(self, key: bytes) -> tuple[Quote | None, str | None]:
         quote = self._local.get(key)
         self._on_lookup("local", "hit" if quote is not None else "miss")
         if quote is not None or self._shared is None:
@@ -124,7 +128,7 @@ class QuoteCache:
         self._local[key] = quote
         return quote, "redis"
 
-    def put(self, key: bytes, quote: np.ndarray) -> None:
+    def put(self, key: bytes, quote: Quote) -> None:
         self._local[key] = quote
         if self._shared is not None:
             self._shared.put(key, quote)

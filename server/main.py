@@ -114,7 +114,7 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
         )  # fmt: skip
     cache = QuoteCache(
         config.local_cache_size, config.local_cache_ttl, shared,
-        lambda tier, result: metrics.CACHE_LOOKUPS.labels(tier, result).inc(),
+        lambda tier, result: metrics.cache_lookup(tier, result).inc(),
     )  # fmt: skip
 
     server = grpc.aio.server(

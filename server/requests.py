@@ -34,14 +34,17 @@ def _allowed(domain: dict[str, Interval]) -> tuple[dict[str, Allowed], dict[str,
     return valid, in_domain
 
 
-def option_row(request: pricing_pb2.PriceOptionRequest, domain: dict[str, Interval]) -> np.ndarray:
-    """The single row [1, 7] of a PriceOption request (checked in plain Python: it is ~10x faster)."""
+def option_row(
+    request: pricing_pb2.PriceOptionRequest, domain: dict[str, Interval]
+) -> tuple[float, ...]:
+    """The model's input row of a PriceOption request, as plain floats (checked and keyed in
+    plain Python: for one row that is ~10x faster than numpy)."""
     values = {name: getattr(request, name) for name in FIELDS}
     valid, in_domain = _allowed(domain)
     check_values(values, valid)
     check_values(values | {"spot/strike": values["spot"] / values["strike"]}, in_domain)
     is_put = 1.0 if values["type"] == pricing_pb2.PUT else 0.0
-    return np.array([[is_put, *(values[name] for name in FIELDS[1:])]])
+    return (is_put, *(values[name] for name in FIELDS[1:]))
 
 
 def batch_rows(

@@ -67,8 +67,8 @@ def rpc(
                 code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}"
             finally:
                 self.activity.ended()
-                metrics.REQUESTS.labels(method, code.name).inc()
-                metrics.LATENCY.labels(method).observe(time.perf_counter() - start)
+                metrics.request_count(method, code.name).inc()
+                metrics.request_latency(method).observe(time.perf_counter() - start)
             await context.abort(code, message)  # raises: the RPC ends with that status
 
         return call
@@ -128,17 +128,16 @@ class PricingService(pricing_pb2_grpc.PricingServiceServicer):
         self, request: pricing_pb2.PriceOptionRequest, context: grpc.aio.ServicerContext
     ) -> pricing_pb2.PriceOptionResponse:
         model = self.models.current
-        row = option_row(request, model.domain)
-        quote, tier = await self.cache.get(quote_key(model.cache_tag, row[0]))
+        is_put, *contract = option_row(request, model.domain)
+        quote, tier = await self.cache.get(quote_key(model.cache_tag, contract))
         version = model.version
         if quote is None:
             # One inference prices the call and the put of this contract; both are cached.
-            both = np.repeat(row, 2, axis=0)
-            both[:, 0] = (0.0, 1.0)
+            both = np.array([(0.0, *contract), (1.0, *contract)])
             model, outputs = await self.batcher.run(both, _deadline(context))
-            quote, version = outputs.T, model.version
-            self.cache.put(quote_key(model.cache_tag, row[0]), quote)
-        price, delta, gamma, theta, vega, rho = quote[int(row[0, 0])].tolist()
+            quote, version = outputs.T.tolist(), model.version
+            self.cache.put(quote_key(model.cache_tag, contract), quote)
+        price, delta, gamma, theta, vega, rho = quote[int(is_put)]
         return pricing_pb2.PriceOptionResponse(
             price=price,
             greeks=pricing_pb2.Greeks(delta=delta, gamma=gamma, theta=theta, vega=vega, rho=rho),
