@@ -1,16 +1,17 @@
 """Micro-batching: PriceOption calls that arrive while the model is busy share its next run.
 
-While a run is in progress, new requests queue; when it ends, everything queued (up to
-`max_batch_rows`) goes into one onnxruntime call. The run happens on the event loop itself:
-for these small batches (~70 us for a few rows) that is cheaper than the ~75 us hop to an
-executor thread and back, and calls that arrive meanwhile wait in gRPC's queue.
+Runs happen on the event loop itself: for these small batches (~70 us for a few rows) that
+is cheaper than the ~75 us hop to an executor thread and back. An idle batcher runs a call
+at once, in its own handler. While a run is pending, new requests queue, and the next run
+takes everything queued (up to `max_batch_rows`) in one onnxruntime call.
 
-That alone rarely coalesces anything: grpc.aio hands the loop one new call per turn, so at
-concurrency 32 97% of runs held a single call (measured), and each call paid a whole model
-run. So under load the batcher also waits up to `max_wait` for more calls before a run,
-but only while waiting pays: after a wait that gathered no one, it runs at once for the
-next `probe_every` runs, then tries a wait again. A lone caller therefore pays the wait in
-at most one run in `probe_every`, and a full batch ends the wait at once.
+Calls rarely meet by themselves, though: grpc.aio hands the loop one new call per turn, so
+at concurrency 32 97% of runs held a single call (measured), and each call paid a whole
+model run. So under load a run first waits up to `max_wait` for more calls, but only while
+waiting pays: after a wait that gathered no one, calls run at once again for the next
+`probe_every` runs, then one run tries a wait again (the first run does too). A lone caller
+therefore meets a wait in at most one run in `probe_every`, and a full batch ends a wait at
+once.
 
 The queue is bounded in rows: past it, `Overloaded` at once, which the service turns into
 RESOURCE_EXHAUSTED. A request whose deadline passed while it waited is dropped before
@@ -66,7 +67,7 @@ class MicroBatcher:
         self._draining = False
         self._drain_task: asyncio.Task[None] | None = None
         self._waiting_pays = False
-        self._runs_since_wait = 0
+        self._runs_since_wait = probe_every - 1  # so the first run probes
         self._batch_full: asyncio.Future[None] | None = None  # set while a wait is on
 
     async def run(
@@ -77,6 +78,10 @@ class MicroBatcher:
             raise Overloaded(
                 f"{self.queued_rows} rows already wait for the model (limit {self._max_queue_rows})"
             )
+        # A run that is to wait goes through _drain, which asks _should_wait again and gets
+        # the same answer: a probe's count stays due, and waiting_pays is unchanged.
+        if not self._draining and not self._should_wait():
+            return self._run_alone(rows, deadline)
         loop = asyncio.get_running_loop()
         pending = _Pending(rows, deadline, loop.create_future())
         self._queue.append(pending)
@@ -89,7 +94,17 @@ class MicroBatcher:
             self._drain_task = loop.create_task(self._drain())
         return await pending.future
 
+    def _run_alone(
+        self, rows: np.ndarray, deadline: float | None
+    ) -> tuple[LoadedModel, np.ndarray]:
+        if deadline is not None and deadline <= time.monotonic():
+            raise DeadlineExpired("deadline passed before inference")
+        model = self._current_model()
+        self._on_batch(len(rows))
+        return model, model.run(rows)
+
     def _should_wait(self) -> bool:
+        """Whether the coming run waits for more calls first (counts it towards a probe)."""
         if self._max_wait <= 0 or self.queued_rows >= self._max_batch_rows:
             return False
         self._runs_since_wait += 1

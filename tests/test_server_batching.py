@@ -80,8 +80,9 @@ def test_the_batcher_queue_is_bounded_in_rows():
     rows = np.array([[0.0, 100.0, 100.0, 1.0, 0.01, 0.2, 0.0]] * 2)
 
     async def burst():
-        batcher = MicroBatcher(lambda: model, max_batch_rows=64, max_queue_rows=6)
-        # Submitted before the batcher first runs: three fit (6 rows), the rest overflow.
+        batcher = MicroBatcher(lambda: model, 64, 6, max_wait=0.01)
+        # The first run waits (it probes), so all five are submitted while it is pending:
+        # three fit (6 rows), the rest overflow.
         return await asyncio.gather(*(batcher.run(rows) for _ in range(5)), return_exceptions=True)
 
     results = asyncio.run(burst())
@@ -124,9 +125,9 @@ def test_a_wait_that_gathers_no_one_is_not_repeated_until_the_next_probe():
             waited.append(time.monotonic() - start >= 0.5)
         return waited
 
-    # Runs 4 and 8 probe (and find no one); the others run at once. Not a timing goal: a
+    # Runs 1 and 5 probe (and find no one); the others run at once. Not a timing goal: a
     # run that waits takes 0.5 s at least, one that does not is never delayed that long.
-    assert asyncio.run(lone_calls()) == [False, False, False, True] * 2
+    assert asyncio.run(lone_calls()) == [True, False, False, False] * 2
     assert runs == [2] * 8
 
 
@@ -136,9 +137,9 @@ def test_rows_whose_deadline_passed_in_the_queue_never_reach_the_model():
     runs = []
 
     async def queued_together():
-        batcher = MicroBatcher(lambda: model, 64, 64, on_batch=runs.append)
+        batcher = MicroBatcher(lambda: model, 64, 64, runs.append, max_wait=0.01)
         past, future = time.monotonic() - 1, time.monotonic() + 60
-        # All three queue before the batcher first runs, so they share one run.
+        # The first run waits (it probes), so all three queue and share one run.
         return await asyncio.gather(
             batcher.run(rows, past), batcher.run(rows, future), batcher.run(rows),
             return_exceptions=True,
