@@ -14,7 +14,7 @@ from shared.onnx_runtime import onnx_session
 from trainer.mamba.data import write_prices
 from trainer.mamba.jobs import CHECKPOINT_FILE
 from trainer.mamba.synthetic import gbm
-from trainer.mamba.train import MambaConfig, train_symbol
+from trainer.mamba.train import MambaConfig, member_checkpoints, train_symbol
 from trainer.safe_training import FAULT_ENV, TrainingDiverged
 
 SYMBOLS = ("SA", "SB", "SC", "SD")
@@ -70,42 +70,45 @@ def test_a_failing_symbol_fails_alone_and_the_summary_says_which(data, tmp_path)
     assert ArtifactStore(tmp_path).current_version("mamba", "SB") == "v0001"
 
 
-def test_ctrl_c_leaves_a_checkpoint_and_resume_ends_as_the_uninterrupted_run(data, tmp_path):
-    args = ("--symbols", "SA", "--data", str(data), "--epochs", "6")
+def test_ctrl_c_in_the_second_member_and_resume_end_as_the_uninterrupted_run(data, tmp_path):
+    args = ("--symbols", "SA", "--data", str(data), "--epochs", "6", "--members", "2")
     straight = trainer(*args, "--output", str(tmp_path / "straight"))
     out, err = straight.communicate(timeout=600)
     assert straight.returncode == 0, out + err
     stopped_dir = tmp_path / "stopped"
-    checkpoint = stopped_dir / "mamba" / "SA" / CHECKPOINT_FILE
+    first, second = member_checkpoints(stopped_dir / "mamba" / "SA" / CHECKPOINT_FILE, 2)
     stopped = trainer(*args, "--output", str(stopped_dir))
     deadline = time.monotonic() + 300
-    while not checkpoint.exists():  # the first epoch is done
+    while not second.exists():  # the first member is done, and the second's first epoch
         assert time.monotonic() < deadline and stopped.poll() is None
         time.sleep(0.05)
     stopped.send_signal(signal.SIGINT)
     out, err = stopped.communicate(timeout=120)
     assert stopped.returncode == 130, out + err
-    assert "rerun with --resume" in err and checkpoint.exists()
+    assert "rerun with --resume" in err and first.exists() and second.exists()
     resumed = trainer(*args, "--output", str(stopped_dir), "--resume")
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out + err
-    assert not checkpoint.exists()
+    assert not first.exists() and not second.exists()
 
     def outcome(root):
         meta = json.loads((root / "mamba" / "SA" / "v0001" / "meta.json").read_text())
         return meta["validation"], meta["training"]["epochs_run"]
 
-    assert outcome(stopped_dir) == outcome(tmp_path / "straight")
+    validation, epochs_run = outcome(tmp_path / "straight")
+    assert outcome(stopped_dir) == (validation, epochs_run)
+    # The finished member came back from its checkpoint, after its last epoch: not retrained.
+    assert f"resuming after epoch {epochs_run[0]} from {first}" in err
 
 
 def test_nan_keeps_the_best_epoch_and_out_of_memory_halves_the_batch(monkeypatch):
     closes = gbm(DAYS, 0.05, 0.2, seed=7).close
     config = MambaConfig.quick(epochs=4, patience=10)
     monkeypatch.setenv(FAULT_ENV, "nan@2")
-    assert train_symbol(closes, config).epochs_run == 2  # epochs 0 and 1 finished
+    assert train_symbol(closes, config).epochs_run == (2,)  # epochs 0 and 1 finished
     monkeypatch.setenv(FAULT_ENV, "nan@0")
     with pytest.raises(TrainingDiverged, match="no usable model"):
         train_symbol(closes, config)
     monkeypatch.setenv(FAULT_ENV, "oom@1:16")  # batches above 16 rows fail from epoch 1
     result = train_symbol(closes, config)
-    assert result.epochs_run == 4 and np.isfinite(result.validation["loss"])
+    assert result.epochs_run == (4,) and np.isfinite(result.validation["loss"])

@@ -11,10 +11,13 @@ from shared.artifact_store import ArtifactStore
 from shared.features import Standardizer, causal_features
 from shared.forecast_scale import ANCHOR_COLUMN, decode
 from shared.onnx_runtime import onnx_session
+from trainer.cli import main
 from trainer.mamba.data import read_prices, write_prices
+from trainer.mamba.model import ForecasterEnsemble
+from trainer.mamba.publish import publish
 from trainer.mamba.sample_data import export_samples
 from trainer.mamba.synthetic import Garch11, garch11
-from trainer.mamba.train import MambaConfig, build_dataset
+from trainer.mamba.train import MambaConfig, build_dataset, train_symbol
 
 
 def trainer(*args):
@@ -67,6 +70,37 @@ def test_training_publishes_a_whole_forecaster_per_symbol(data, tmp_path):
         log_return, volatility = decode(y, features[-1:, ANCHOR_COLUMN], tuple(meta["horizons"]))
         assert np.isfinite(log_return).all()
         assert ((volatility > 0.02) & (volatility < 3.0)).all(), volatility
+
+
+def test_the_published_forecaster_is_the_mean_of_its_members(data, tmp_path):
+    closes = read_prices(data / "SYN.csv").close
+    config = MambaConfig.quick(members=2, epochs=1)
+    result = train_symbol(closes, config)
+    publish(ArtifactStore(tmp_path), "SYN", result, config, len(closes))
+    artifact = ArtifactStore(tmp_path).load("mamba", "SYN")
+    assert artifact.meta["training"]["config"]["members"] == 2
+    assert isinstance(result.model, ForecasterEnsemble) and len(result.model.members) == 2
+    x = result.dataset.x_val
+    members = [np.asarray(member(x)) for member in result.model.members]
+    assert not np.allclose(*members, atol=1e-3)  # two seeds: two different networks
+    [y] = onnx_session(artifact.model).run(["y"], {"x": x})
+    np.testing.assert_allclose(y, np.mean(members, axis=0), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--model", "mamba", "--symbols", "SYN", "--data", ".", "--members", "0"],
+        ["train", "--model", "mamba", "--symbols", "SYN", "--data", ".", "--members", "1.5"],
+        ["evaluate", "--model", "mamba", "--synthetic", "garch", "--members", "0"],
+        ["train", "--model", "pinn", "--members", "2"],
+    ],
+)
+def test_members_is_a_positive_integer_for_the_mamba_only(args, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    assert "--members" in capsys.readouterr().err
 
 
 def test_standardizer_sees_no_validation_rows(data):

@@ -25,6 +25,7 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 PINN_VERSION = ArtifactStore(MODELS).current_version("pinn", "default")
 # The adjusted daily closes the demo models were trained on (bokeh-sampledata, 2000-2013).
 CLOSES = {symbol: sample_history(symbol).close for symbol in ("AAPL", "MSFT")}
+VERSIONS = {symbol: ArtifactStore(MODELS).current_version("mamba", symbol) for symbol in CLOSES}
 NEEDED = 130  # meta.json's features.closes_needed of the demo models: 66 + a window of 64
 
 
@@ -61,7 +62,7 @@ def test_forecast_is_the_onnx_model_on_the_trainers_features(stub, symbol, day):
     # The server is sent only the closes it needs; the reference sees the whole history.
     closes = CLOSES[symbol][:day]
     reply = forecast(stub, symbol, closes[-NEEDED:])
-    assert_matches(reply, ArtifactStore(MODELS).load("mamba", symbol, "v0001"), closes)
+    assert_matches(reply, ArtifactStore(MODELS).load("mamba", symbol, VERSIONS[symbol]), closes)
 
 
 def test_up_to_100000_closes_are_accepted_and_only_the_last_needed_are_used(stub):
@@ -124,8 +125,10 @@ def test_metrics_count_forecasts_and_list_every_model_version(server, stub):
         r'pricing_requests_total\{code="INVALID_ARGUMENT",method="Forecast"\} [1-9]',
         r'pricing_request_seconds_count\{method="Forecast"\} [1-9]',
         rf'pricing_model_info\{{kind="pinn",name="default",version="{PINN_VERSION}"\}} 1.0',
-        r'pricing_model_info\{kind="mamba",name="AAPL",version="v0001"\} 1.0',
-        r'pricing_model_info\{kind="mamba",name="MSFT",version="v0001"\} 1.0',
+        *(
+            rf'pricing_model_info\{{kind="mamba",name="{symbol}",version="{version}"\}} 1.0'
+            for symbol, version in VERSIONS.items()
+        ),
     ):
         assert re.search(pattern, text), pattern
 
@@ -137,10 +140,11 @@ def test_a_non_finite_forecast_is_refused_never_returned():
 
     artifact = ArtifactStore(MODELS).load("mamba", "AAPL")
     model = LoadedForecaster(
-        "AAPL", "v0001", NaNSession(), 64, (1, 5, 10, 30), NEEDED,
+        "AAPL", artifact.version, NaNSession(), 64, (1, 5, 10, 30), NEEDED,
         Standardizer.from_meta(artifact.meta["features"]["standardizer"]),
     )  # fmt: skip
-    with pytest.raises(UnforecastableCloses, match="AAPL model v0001 gives a non-finite forecast"):
+    refusal = f"AAPL model {artifact.version} gives a non-finite forecast"
+    with pytest.raises(UnforecastableCloses, match=refusal):
         model.forecast(CLOSES["AAPL"])
 
 
@@ -153,9 +157,9 @@ def store(tmp_path):
 
 
 def write_version(store, symbol, files=None, **changes):
-    """A new version of `symbol` holding AAPL v0001's files and meta, with `changes` made to
-    the meta (`features__lookback=22` sets meta["features"]["lookback"])."""
-    source = ArtifactStore(MODELS).load("mamba", "AAPL", "v0001")
+    """A new version of `symbol` holding the committed AAPL forecaster's files and meta, with
+    `changes` made to the meta (`features__lookback=22` sets meta["features"]["lookback"])."""
+    source = ArtifactStore(MODELS).load("mamba", "AAPL", VERSIONS["AAPL"])
     meta = copy.deepcopy(source.written_meta)
     for path, value in changes.items():
         *parents, leaf = path.split("__")
@@ -202,18 +206,20 @@ def test_new_versions_swap_in_under_load_and_new_symbols_join(store):
     threads = [threading.Thread(target=load) for _ in range(4)]
     try:
         first = forecast(stub, "AAPL", closes)
-        assert first.model_version == "v0001"
+        assert first.model_version == VERSIONS["AAPL"]
         for thread in threads:
             thread.start()
         # Same graph, another scaler: different numbers, so the test sees which version ran.
         scaler = store.load("mamba", "AAPL").meta["features"]["standardizer"]
         shifted = {"mean": [m * 1.01 for m in scaler["mean"]], "std": scaler["std"]}
         new = publish(store, "AAPL", features__standardizer=shifted)
-        wait_until(lambda: "v0002" in seen, lambda: f"v0002 never served: {seen}, {failures}")
+        wait_until(
+            lambda: new.version in seen, lambda: f"{new.version} never served: {seen}, {failures}"
+        )
         stop.set()
         for thread in threads:
             thread.join()
-        assert failures == [] and seen == {"v0001", "v0002"}
+        assert failures == [] and seen == {VERSIONS["AAPL"], new.version}
         after = forecast(stub, "AAPL", closes)
         assert_matches(after, new, closes)
         assert after.volatility != first.volatility
@@ -267,10 +273,12 @@ def test_bad_versions_are_refused_and_the_old_one_keeps_serving(store):
         ]  # fmt: skip
         for write, reason in bad:
             wait_for_log(
-                server, f"refused mamba/AAPL/{write().version}, still serving v0001: ", reason
+                server,
+                f"refused mamba/AAPL/{write().version}, still serving {VERSIONS['AAPL']}: ",
+                reason,
             )
         assert forecast(stub, "AAPL", closes) == before
-        assert before.model_version == "v0001"
+        assert before.model_version == VERSIONS["AAPL"]
         health = health_pb2_grpc.HealthStub(server.channel()).Check(
             health_pb2.HealthCheckRequest(service="")
         )

@@ -2,7 +2,7 @@
 
     trainer train --model pinn [--epochs N] [--seed S] [--output DIR] [--quick] [--resume]
     trainer train --model mamba --symbols AAPL,MSFT --data DIR [--workers N] [--epochs N]
-                  [--seed S] [--quick] [--resume]
+                  [--members K] [--seed S] [--quick] [--resume]
     trainer evaluate --model pinn [--output DIR] [--version V] [--points N]
     trainer evaluate --model mamba --symbols AAPL,MSFT --data DIR [--synthetic garch]
                      [--report FILE.json] [--refit-days N] [--members K] [--seed S] [--quick]
@@ -36,6 +36,10 @@ class ExitCode(enum.IntEnum):
 
 
 CHECKPOINT_FILE = "training-checkpoint.npz"
+# The same for train and evaluate: what is evaluated is what is published.
+MEMBERS_HELP = (
+    "mamba: networks from seeds S, S+1, ... whose mean is the forecaster (default 3; quick 1)"
+)
 
 
 def positive_int(text: str) -> int:
@@ -89,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="mamba: symbols trained at once, each in its own process (default 1)",
     )
+    train.add_argument("--members", type=positive_int, help=MEMBERS_HELP)
     train.add_argument(
         "--eval-points",
         type=positive_int,
@@ -133,12 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         help="mamba: decision days between refits, each block forecast out of sample (default 252)",
     )
-    evaluate.add_argument(
-        "--members",
-        type=positive_int,
-        help="mamba: networks from consecutive seeds whose mean is the forecast (default 3; "
-        "quick 1)",
-    )
+    evaluate.add_argument("--members", type=positive_int, help=MEMBERS_HELP)
     evaluate.add_argument(
         "--seed",
         type=non_negative_int,
@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="mamba: a small model, for smoke tests"
     )
     return parser
+
+
+def config_overrides(**flags: object) -> dict[str, object]:
+    """The flags that were given, to override a config's defaults with."""
+    return {name: value for name, value in flags.items() if value is not None}
 
 
 def symbol_list(text: str) -> list[str]:
@@ -178,7 +183,7 @@ def train_mamba(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Ex
         parser.error("--eval-points applies to --model pinn only")
     if not args.data.is_dir():
         parser.error(f"--data: {args.data} is not a folder")
-    overrides = {"seed": args.seed} | ({"epochs": args.epochs} if args.epochs else {})
+    overrides = {"seed": args.seed} | config_overrides(epochs=args.epochs, members=args.members)
     config = MambaConfig.quick(**overrides) if args.quick else MambaConfig(**overrides)
     # Read here, before any worker starts: a run where no file is usable is a usage error.
     histories, unreadable = read_symbols(args.data, args.symbols)
@@ -279,13 +284,10 @@ def evaluate_mamba(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     )
     from trainer.mamba.report import write_report
 
-    overrides = {
-        name: value
-        for name, value in (("refit_days", args.refit_days), ("members", args.members))
-        if value
-    }
+    overrides = config_overrides(refit_days=args.refit_days)
     config = EvaluationConfig.quick(**overrides) if args.quick else EvaluationConfig(**overrides)
-    config = replace(config, mamba=replace(config.mamba, seed=args.seed))
+    mamba = replace(config.mamba, seed=args.seed, **config_overrides(members=args.members))
+    config = replace(config, mamba=mamba)
     report = args.report or (args.data or Path()) / "evaluation.json"
     histories, failed = read_symbols(args.data, args.symbols) if args.symbols else ({}, {})
     for symbol, error in failed.items():
@@ -354,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         if args.model == "mamba":
             return train_mamba(args, parser)
-        if args.symbols or args.data or args.workers != 1:
-            parser.error("--symbols, --data and --workers apply to --model mamba only")
+        if args.symbols or args.data or args.workers != 1 or args.members:
+            parser.error("--symbols, --data, --workers and --members apply to --model mamba only")
         return train_pinn(args, parser)
     if args.model == "mamba":
         return evaluate_mamba(args, parser)

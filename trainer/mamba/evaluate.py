@@ -14,11 +14,12 @@ baselines are refitted on the same schedule from the closes up to the first day 
 block, then filter day by day with their parameters fixed. Nothing is tuned on the
 out-of-sample blocks: they are forecast once, then scored (scoring.py).
 
-The Mamba forecast is the mean of `members` networks (model.ForecasterEnsemble) trained
-alike from consecutive seeds. That, and the refits' epoch limit, were chosen on
-development runs that never saw an evaluated series: walk-forward on IBM and GOOG and a
-synthetic GARCH series of another seed. There one network's 30-day QLIKE moved by up to
-+-40% with its seed alone; three members averaged most of that away.
+The Mamba forecast is the mean of MambaConfig.members networks from consecutive seeds,
+trained by train.train_symbol as `trainer train` trains the model it publishes; a refit
+warm-starts each member from its counterpart. The members, and the refits' epoch limit,
+were chosen on development runs that never saw an evaluated series: walk-forward on IBM
+and GOOG and a synthetic GARCH series of another seed. There one network's 30-day QLIKE
+moved by up to +-40% with its seed alone; three members averaged most of that away.
 
 `--synthetic garch` generates a GARCH(1,1) series (SYNTHETIC_GARCH, 3,270 days as the
 sample CSVs, 1,000 with --quick; the seed is --seed) and evaluates it like a symbol, with
@@ -39,9 +40,8 @@ from shared.features import causal_features
 from shared.forecast_scale import ANCHOR_COLUMN, TRADING_DAYS_PER_YEAR, decode
 from trainer.mamba.baselines import BASELINES
 from trainer.mamba.data import PriceHistory
-from trainer.mamba.model import ForecasterEnsemble
 from trainer.mamba.synthetic import Garch11, garch11
-from trainer.mamba.train import MambaConfig, MambaResult, train_symbol
+from trainer.mamba.train import MambaConfig, train_symbol
 from trainer.mamba.windows import decision_days, targets, walk_forward
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,11 @@ class EvaluationConfig:
     refit_days: int = 252  # a trading year
     initial_days: int = 756  # decision days before the first forecast: three years
     refit_epochs: int = 4  # the most a warm-started refit may run
-    members: int = 3  # networks from seeds seed, seed + 1, ...; the forecast is their mean
 
     @classmethod
     def quick(cls, **overrides: Any) -> EvaluationConfig:
         """One small network, two years before the first forecast: seconds, for tests."""
-        return replace(
-            cls(MambaConfig.quick(), initial_days=504, refit_epochs=2, members=1), **overrides
-        )
+        return replace(cls(MambaConfig.quick(), initial_days=504, refit_epochs=2), **overrides)
 
     def as_meta(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,7 +98,8 @@ def walk_forward_forecasts(history: PriceHistory, config: EvaluationConfig) -> F
     returns, seconds, model = [], 0.0, None
     for k, fold in enumerate(folds, 1):
         started = time.perf_counter()
-        result = _train_members(closes, config, fold.train, model)
+        refit = config.mamba if model is None else replace(config.mamba, epochs=config.refit_epochs)
+        result = train_symbol(closes, refit, fold.train, warm_start=model)
         model, seconds = result.model, seconds + result.seconds
         log_return, volatility = decode(
             result.predict(closes, fold.test), anchor[fold.test], horizons
@@ -118,7 +116,7 @@ def walk_forward_forecasts(history: PriceHistory, config: EvaluationConfig) -> F
             k,
             len(folds),
             len(fold.train),
-            result.epochs_run,
+            sum(result.epochs_run),
             time.perf_counter() - started,
             history.dates[fold.test[0]],
             history.dates[fold.test[-1]],
@@ -136,36 +134,6 @@ def walk_forward_forecasts(history: PriceHistory, config: EvaluationConfig) -> F
         mamba_return=np.concatenate(returns),
         refits=len(folds),
         mamba_seconds=seconds,
-    )
-
-
-def _train_members(
-    closes: np.ndarray,
-    config: EvaluationConfig,
-    days: np.ndarray,
-    previous: ForecasterEnsemble | None,
-) -> MambaResult:
-    """config.members networks on `days`, each from its own seed, as one ForecasterEnsemble.
-
-    With `previous` (the last fold's ensemble) each member goes on from its counterpart
-    there, for at most config.refit_epochs epochs.
-    """
-    mamba = config.mamba if previous is None else replace(config.mamba, epochs=config.refit_epochs)
-    results = [
-        train_symbol(
-            closes,
-            replace(mamba, seed=mamba.seed + i),
-            days,
-            warm_start=None if previous is None else previous.members[i],
-        )
-        for i in range(config.members)
-    ]
-    # Same days, same scaler: only the networks differ.
-    return replace(
-        results[0],
-        model=ForecasterEnsemble([r.model for r in results]),
-        epochs_run=sum(r.epochs_run for r in results),
-        seconds=sum(r.seconds for r in results),
     )
 
 

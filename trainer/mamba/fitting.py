@@ -8,7 +8,8 @@ trainer/safe_training.py promises, here:
   no epoch finished).
 - Ctrl-C / SIGTERM: the interrupt flag is checked before every batch; TrainingInterrupted
   leaves the last whole epoch's checkpoint, and `resume` continues from it to the very
-  weights the uninterrupted run ends with.
+  weights the uninterrupted run ends with. The checkpoint of a run that had ended (early
+  stopped or out of epochs) resumes to that end without another epoch.
 - Out of memory: the epoch is repeated from its start with half the batch (Fallbacks).
 
 Early stopping on the validation loss restores the best weights, as Keras' EarlyStopping
@@ -139,6 +140,8 @@ def fit(
         return fallbacks.run(attempt)
 
     for epoch in range(state.epoch, config.epochs):
+        if state.stale >= config.patience:  # checked first: a resumed run may have stopped early
+            break
         start = (model.get_weights(), _optimizer_state(model))
         logs = one_epoch(epoch, start).history
         loss, val_loss = logs["loss"][-1], logs["val_loss"][-1]
@@ -161,7 +164,5 @@ def fit(
         state.weights, state.optimizer = model.get_weights(), _optimizer_state(model)
         if checkpoint is not None:
             state.save(checkpoint, identity)
-        if state.stale >= config.patience:
-            break
     model.set_weights(state.best_weights)
     return state.history

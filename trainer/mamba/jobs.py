@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 # How a symbol ended; the CLI turns these into its exit status.
 OK, FAILED, INTERRUPTED = "ok", "failed", "interrupted"
-CHECKPOINT_FILE = "training-checkpoint.npz"  # in the symbol's model folder; ignored by git
+# In the symbol's model folder, ignored by git; each member's is named after it
+# (train.member_checkpoints).
+CHECKPOINT_FILE = "training-checkpoint.npz"
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def train_and_publish(
     from shared.artifact_store import ArtifactStore
     from trainer.mamba.export import MambaExportError
     from trainer.mamba.publish import KIND, publish
-    from trainer.mamba.train import train_symbol
+    from trainer.mamba.train import member_checkpoints, train_symbol
     from trainer.safe_training import (
         OutOfMemory,
         TrainingDiverged,
@@ -109,7 +111,9 @@ def train_and_publish(
             written = publish(store, symbol, result, config, len(history))
         except TrainingInterrupted as stop:
             return Outcome(
-                symbol, INTERRUPTED, f"{stop}; checkpoint at {checkpoint}: rerun with --resume"
+                symbol,
+                INTERRUPTED,
+                f"{stop}; checkpoints in {checkpoint.parent}: rerun with --resume",
             )
         except (
             ValueError,
@@ -119,11 +123,13 @@ def train_and_publish(
             OutOfMemory,
         ) as error:
             return Outcome(symbol, FAILED, str(error))
-    checkpoint.unlink(missing_ok=True)
+    for path in member_checkpoints(checkpoint, config.members):
+        path.unlink(missing_ok=True)
     qlike = ", ".join(f"{k} {v:.3f}" for k, v in result.validation.items() if k.startswith("qlike"))
+    epochs = "+".join(str(n) for n in result.epochs_run)  # each member's
     return Outcome(
         symbol,
         OK,
-        f"promoted mamba/{symbol}/{written.version} after {result.epochs_run} epochs "
+        f"promoted mamba/{symbol}/{written.version} after {epochs} epochs "
         f"({result.seconds:.1f} s); validation QLIKE {qlike}",
     )

@@ -48,7 +48,7 @@ def publish(
             "rows": rows,
             "train_days": [int(result.dataset.train_days[0]), int(result.dataset.train_days[-1])],
             "validation_days": [int(result.dataset.val_days[0]), int(result.dataset.val_days[-1])],
-            "epochs_run": result.epochs_run,
+            "epochs_run": list(result.epochs_run),  # per member
             "seconds": round(result.seconds, 1),
         },
         "validation": result.validation,

@@ -5,7 +5,9 @@ series; split by time with a purge (windows.split_by_time); the Standardizer fit
 rows the training windows read and nothing later; validation windows never touched by
 training (no augmentation anywhere). Loss: QLIKE on the anchored log variance of each
 horizon (the standard loss for variance forecasts; robust to the noise of realised
-variance) plus squared error on the volatility-scaled returns.
+variance) plus squared error on the volatility-scaled returns. The forecaster is the mean of
+`members` such networks from consecutive seeds (model.ForecasterEnsemble), trained here for
+both the walk-forward evaluation and the published model, so the one is the other.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import tensorflow as tf
 from shared.features import LOOKBACK, Standardizer, causal_features
 from shared.forecast_scale import ANCHOR_COLUMN, encode
 from trainer.mamba.fitting import fit
-from trainer.mamba.model import MambaForecaster
+from trainer.mamba.model import ForecasterEnsemble, MambaForecaster
 from trainer.mamba.windows import HORIZONS, decision_days, split_by_time, targets
 from trainer.safe_training import InterruptFlag
 
@@ -41,11 +43,14 @@ class MambaConfig:
     validation_fraction: float = 0.2
     patience: int = 5
     seed: int = 0
+    # Networks from seeds seed, seed + 1, ...; the forecast is their mean. One network's
+    # forecast moves with its seed alone (evaluate.py says how much); the mean much less.
+    members: int = 3
 
     @classmethod
     def quick(cls, **overrides: Any) -> MambaConfig:
-        """A small model for two epochs: seconds, for tests."""
-        return replace(cls(d_model=8, heads=2, d_state=8, epochs=2), **overrides)
+        """One small network for two epochs: seconds, for tests."""
+        return replace(cls(d_model=8, heads=2, d_state=8, epochs=2, members=1), **overrides)
 
     def as_meta(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,10 +120,10 @@ def forecast_loss(horizons: int) -> Any:
 
 @dataclass
 class MambaResult:
-    model: MambaForecaster
+    model: ForecasterEnsemble
     dataset: Dataset
-    validation: dict[str, float]
-    epochs_run: int
+    validation: dict[str, float]  # of the ensemble's forecast
+    epochs_run: tuple[int, ...]  # per member
     seconds: float
     config: MambaConfig
 
@@ -132,47 +137,81 @@ class MambaResult:
         return np.asarray(self.model.predict(windows, verbose=0))
 
 
+def member_checkpoints(checkpoint: Path, members: int) -> list[Path]:
+    """Each member's own checkpoint, named after `checkpoint`: NAME.npz -> NAME.member-0.npz, ..."""
+    return [checkpoint.with_suffix(f".member-{i}{checkpoint.suffix}") for i in range(members)]
+
+
 def train_symbol(
     closes: np.ndarray,
     config: MambaConfig,
     days: np.ndarray | None = None,
-    warm_start: MambaForecaster | None = None,
+    warm_start: ForecasterEnsemble | None = None,
     interrupt: InterruptFlag | None = None,
     checkpoint: Path | None = None,
     resume: bool = False,
 ) -> MambaResult:
-    """Fit a forecaster on `days` (default: all; see build_dataset), early-stopped on validation.
+    """config.members networks on `days` (default: all; see build_dataset), each from its own
+    seed and early-stopped on validation, as one ForecasterEnsemble.
 
-    `warm_start` (a model of the same config) gives the initial weights: a walk-forward
-    refit then continues from the previous fold's model instead of from random weights.
-    `interrupt`, `checkpoint` and `resume` are those of fitting.fit: a stop at the next
-    batch, the state saved after every epoch, and going on from it.
+    `warm_start` (an ensemble of the same config) gives each member its counterpart's weights
+    to start from: a walk-forward refit then continues from the previous fold's model instead
+    of from random weights. `interrupt`, `checkpoint` and `resume` are those of fitting.fit,
+    with a checkpoint per member (member_checkpoints). A member that had finished keeps its
+    checkpoint, which holds its last epoch, so `resume` restores it without training it
+    again; the member that was interrupted goes on from its last whole epoch, and the ones
+    after it start from their seeds as they would have.
     """
-    keras.utils.set_random_seed(config.seed)
-    data = build_dataset(closes, config, days)
-    n_h = len(config.horizons)
-    model = MambaForecaster(2 * n_h, config.d_model, config.layers, config.d_state, config.heads)
-    if warm_start is not None:
-        model.build((None, *data.x_train.shape[1:]))
-        model.set_weights(warm_start.get_weights())
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=forecast_loss(n_h))
+    data, interrupt = build_dataset(closes, config, days), interrupt or InterruptFlag()
+    checkpoints: list[Path | None] = (
+        member_checkpoints(checkpoint, config.members) if checkpoint else [None] * config.members
+    )
     started = time.perf_counter()
-    # Shuffled within the training fold only; the split itself is by time.
-    history = fit(model, data, config, interrupt or InterruptFlag(), checkpoint, resume)
+    networks, epochs_run = [], []
+    for member, member_checkpoint in enumerate(checkpoints):
+        network, epochs = _train_network(
+            data,
+            replace(config, seed=config.seed + member),
+            None if warm_start is None else warm_start.members[member],
+            interrupt,
+            member_checkpoint,
+            resume,
+        )
+        networks.append(network)
+        epochs_run.append(epochs)
+    model = ForecasterEnsemble(networks)
+    n_h = len(config.horizons)
     predicted = np.asarray(model.predict(data.x_val, verbose=0))
     gap = data.y_val[:, n_h:] - predicted[:, n_h:]
     validation = {
         f"qlike_{h}d": float(np.mean(np.exp(gap[:, i]) - gap[:, i] - 1))
         for i, h in enumerate(config.horizons)
     }
-    validation |= {"loss": float(min(history["val_loss"]))}
+    # The training loss of the mean forecast itself: no member's history holds it.
+    validation |= {"loss": float(tf.reduce_mean(forecast_loss(n_h)(data.y_val, predicted)))}
     if not np.isfinite(list(validation.values())).all():
         raise FloatingPointError(f"validation metrics are not finite: {validation}")
     return MambaResult(
-        model,
-        data,
-        validation,
-        len(history["loss"]),
-        time.perf_counter() - started,
-        config,
+        model, data, validation, tuple(epochs_run), time.perf_counter() - started, config
     )
+
+
+def _train_network(
+    data: Dataset,
+    config: MambaConfig,
+    warm_start: MambaForecaster | None,
+    interrupt: InterruptFlag,
+    checkpoint: Path | None,
+    resume: bool,
+) -> tuple[MambaForecaster, int]:
+    """One network from config.seed, early-stopped on validation, and the epochs it ran."""
+    keras.utils.set_random_seed(config.seed)
+    n_h = len(config.horizons)
+    model = MambaForecaster(2 * n_h, config.d_model, config.layers, config.d_state, config.heads)
+    if warm_start is not None:
+        model.build((None, *data.x_train.shape[1:]))
+        model.set_weights(warm_start.get_weights())
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=forecast_loss(n_h))
+    # Shuffled within the training fold only; the split itself is by time.
+    history = fit(model, data, config, interrupt, checkpoint, resume)
+    return model, len(history["loss"])
