@@ -20,7 +20,7 @@ import numpy as np
 
 from server import metrics
 from server.batching import DeadlineExpired, MicroBatcher, Overloaded
-from server.cache import QuoteCache, quote_key
+from server.cache import QuoteCache, quote_half, quote_key, quote_of
 from server.forecaster import LoadedForecaster, UnforecastableCloses, UnknownSymbol, find
 from server.hot_reload import ModelFamily, ModelHolder, NoModel
 from server.model import LoadedModel
@@ -135,9 +135,9 @@ class PricingService(pricing_pb2_grpc.PricingServiceServicer):
             # One inference prices the call and the put of this contract; both are cached.
             both = np.array([(0.0, *contract), (1.0, *contract)])
             model, outputs = await self.batcher.run(both, _deadline(context))
-            quote, version = outputs.T.tolist(), model.version
+            quote, version = quote_of(outputs), model.version
             self.cache.put(quote_key(model.cache_tag, contract), quote)
-        price, delta, gamma, theta, vega, rho = quote[int(is_put)]
+        price, delta, gamma, theta, vega, rho = quote_half(quote, is_put)
         return pricing_pb2.PriceOptionResponse(
             price=price,
             greeks=pricing_pb2.Greeks(delta=delta, gamma=gamma, theta=theta, vega=vega, rho=rho),
