@@ -1,10 +1,12 @@
 """pricing-server against a no-op gRPC server with the same messages, side by side in one run.
 
-    .venv/bin/python bench/server_latency.py [--seconds 5] [--pin]
+    .venv/bin/python bench/server_latency.py [--seconds 5] [--rounds 3] [--pin]
 
 Starts bench/noop_server.py and pricing-server (the committed models, in-process cache) on
 free loopback ports, drives both with pricing-loadtest's `run_load`, and prints one table per
-goal of the server issue with the ratio to the no-op server. Forecast (AAPL, 130 closes) is
+goal of the server issue with the ratio to the no-op server. The concurrency-1 and -32 runs
+take turns between the two servers for `--rounds` rounds: each figure is the median over the
+rounds, each ratio that of the medians, with the rounds' own ratios in brackets. Forecast (AAPL, 130 closes) is
 timed against uncached PriceOption by one client alternating the two calls. Client and
 servers share this machine's cores (with --pin: the servers get the first half, the load
 generator the rest), so absolute throughput is the machine's; the ratios are the point.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -133,14 +136,13 @@ def load(port: int, seconds: float, **settings: object) -> dict[str, object]:
     }
 
 
-def forecast_and_option_p50(port: int, seconds: float) -> dict[str, float]:
+def forecast_and_option_p50(port: int, seconds: float, seed: int) -> dict[str, float]:
     """p50 ms of Forecast and of uncached PriceOption at concurrency 1, from one client that
-    alternates the two calls, so both meet the same (noisy) machine."""
+    alternates the two calls, so both meet the same (noisy) machine. Options of `seed`."""
     moves = np.random.default_rng(0).normal(0.0, 0.015, FORECAST_CLOSES)
     closes = (100.0 * np.exp(np.cumsum(moves))).tolist()
     forecast = pb.ForecastRequest(symbol="AAPL", closes=closes).SerializeToString()
-    # Seed 1: none of the options the load runs (seed 0) may have left in the cache.
-    options = encode_options(sample_rows(np.random.default_rng(1), DISTINCT_OPTIONS))
+    options = encode_options(sample_rows(np.random.default_rng(seed), DISTINCT_OPTIONS))
     size = OPTION_WIRE.itemsize
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     # No serialisers: requests go out as the bytes built above and replies stay unparsed.
@@ -192,14 +194,30 @@ def batch_breakdown(rows: int = 10_000) -> dict[str, float]:
     }
 
 
-def row(label: str, base: dict[str, object], ours: dict[str, object], key: str, goal: str) -> str:
-    ratio = float(ours[key]) / float(base[key])
-    return f"| {label} | {float(base[key]):,.3f} | {float(ours[key]):,.3f} | {ratio:.2f} | {goal} |"
+def row(label: str, base: list[dict[str, object]], ours: list[dict[str, object]], key: str,
+        goal: str) -> str:  # fmt: skip
+    """Medians over the rounds of both sides, their ratio, and the range of the rounds' ratios."""
+    base_values = [float(run[key]) for run in base]
+    our_values = [float(run[key]) for run in ours]
+    ratios = [o / b for o, b in zip(our_values, base_values, strict=True)]
+    median_base, median_ours = float(np.median(base_values)), float(np.median(our_values))
+    spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+    return (
+        f"| {label} | {median_base:,.3f} | {median_ours:,.3f} "
+        f"| {median_ours / median_base:.2f}{spread} | {goal} |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="the concurrency-1 and -32 runs are repeated this often, no-op and pricing-server "
+        "in turn, so both meet the same drifts of a shared machine (default 3)",
+    )
     parser.add_argument(
         "--pin",
         action="store_true",
@@ -207,6 +225,8 @@ def main() -> None:
         "the client no longer competes with the server for a core and its caches",
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
     seconds, server_cores = args.seconds, None
     placement = "client and servers share all cores"
     if args.pin:
@@ -216,7 +236,9 @@ def main() -> None:
         server_cores, client_cores = set(cores[: len(cores) // 2]), set(cores[len(cores) // 2 :])
         os.sched_setaffinity(0, client_cores)  # the load generator's processes inherit it
         placement = f"servers on cores {sorted(server_cores)}, client on {sorted(client_cores)}"
-    print(f"machine: {machine()}; every load run {seconds:g} s; {placement}\n")
+    print(
+        f"machine: {machine()}; every load run {seconds:g} s; {args.rounds} rounds; {placement}\n"
+    )
     single = {"concurrency": 1, "processes": 1, "channels": 1}
     wide = {"concurrency": 16, "processes": 2, "channels": 4}  # 32 in flight, two client processes
     batch = {
@@ -226,102 +248,66 @@ def main() -> None:
         "processes": 1,
         "channels": 1,
     }
-    results: dict[str, dict[str, dict[str, object]]] = {}
+    several = {"concurrency": 32, "processes": 2, "channels": 8}
+    # A new seed for every run meant to miss the cache: runs of one seed send the same options,
+    # which the run before would have left in the server's cache.
+    seeds = itertools.count(1)
+    # Per measure, one run per round; the no-op server answers a cache hit like any call.
+    base: dict[str, list[dict[str, object]]] = {"c1": [], "c32": []}
+    ours: dict[str, list[dict[str, object]]] = {"c1": [], "c1_hit": [], "c32": []}
+    workers: dict[int, dict[str, object]] = {}
     paired: dict[str, dict[str, float]] = {}
     startup: dict[int, tuple[float, list[float]]] = {}
 
-    noop_port = free_port()
-    with running(noop(noop_port), noop_port, False, server_cores):
-        results["noop"] = {
-            "c1": load(noop_port, seconds, **single),
-            "c32": load(noop_port, seconds, **wide),
-            "batch": load(noop_port, seconds, **batch),
-            "c32x8": load(noop_port, seconds, concurrency=32, processes=2, channels=8),
-        }
-        paired["noop"] = forecast_and_option_p50(noop_port, seconds)
-    for workers in (1, 2):
-        port = free_port()
-        with running(pricing(port, workers), port, True, server_cores) as (process, to_serving):
-            if workers == 1:
-                results["pricing"] = {
-                    "c1": load(port, seconds, **single),
-                    "c1_hit": load(port, seconds, distinct=1, **single),
-                    "c32": load(port, seconds, **wide),
-                    "batch": load(port, seconds, **batch),
-                }
-                paired["pricing"] = forecast_and_option_p50(port, seconds)
-            results[f"workers{workers}"] = {
-                "c32x8": load(port, seconds, concurrency=32, processes=2, channels=8)
-            }
-            startup[workers] = (to_serving, [rss_mb(pid) for pid in worker_pids(process, workers)])
+    noop_port, port = free_port(), free_port()
+    with (
+        running(noop(noop_port), noop_port, False, server_cores),
+        running(pricing(port), port, True, server_cores) as (process, to_serving),
+    ):
+        for _ in range(args.rounds):
+            base["c1"].append(load(noop_port, seconds, **single))
+            ours["c1"].append(load(port, seconds, seed=next(seeds), **single))
+            ours["c1_hit"].append(load(port, seconds, distinct=1, **single))
+            base["c32"].append(load(noop_port, seconds, **wide))
+            ours["c32"].append(load(port, seconds, seed=next(seeds), **wide))
+        base["batch"] = [load(noop_port, seconds, **batch)]
+        ours["batch"] = [load(port, seconds, **batch)]
+        paired["noop"] = forecast_and_option_p50(noop_port, seconds, seed=0)
+        paired["pricing"] = forecast_and_option_p50(port, seconds, seed=next(seeds))
+        workers[1] = load(port, seconds, seed=next(seeds), **several)
+        startup[1] = (to_serving, [rss_mb(process.pid)])
+    port = free_port()
+    with running(pricing(port, 2), port, True, server_cores) as (process, to_serving):
+        workers[2] = load(port, seconds, seed=next(seeds), **several)
+        startup[2] = (to_serving, [rss_mb(pid) for pid in worker_pids(process, 2)])
 
-    base, ours = results["noop"], results["pricing"]
-    print("| measure | no-op server | pricing-server | ratio | goal |")
+    print("| measure | no-op server | pricing-server | ratio (rounds) | goal |")
     print("|---|---:|---:|---:|---|")
-    print(
-        row(
-            "PriceOption uncached p50 ms, concurrency 1",
-            base["c1"],
-            ours["c1"],
-            "p50",
-            "ratio <= 1.3",
-        )
-    )
-    print(
-        row(
-            "PriceOption uncached p99 ms, concurrency 1",
-            base["c1"],
-            ours["c1"],
-            "p99",
-            "ratio <= 2",
-        )
-    )
-    print(
-        row(
-            "PriceOption cache hit p50 ms, concurrency 1",
-            base["c1"],
-            ours["c1_hit"],
-            "p50",
-            "ratio <= 1.15",
-        )
-    )
-    print(
-        row(
-            "PriceOption calls/s, 1 worker, concurrency 32",
-            base["c32"],
-            ours["c32"],
-            "rps",
-            "ratio >= 0.7",
-        )
-    )
-    print(
-        row(
-            "PriceBatch 10,000 options p50 ms",
-            base["batch"],
-            ours["batch"],
-            "p50",
-            "pricing-server <= 15 ms",
-        )
-    )
-    two, one = results["workers2"]["c32x8"], results["workers1"]["c32x8"]
-    print(f"| PriceOption calls/s, 2 workers vs 1 (2 client processes x 8 channels) | {one['rps']:,.0f} (1 worker) "
-          f"| {two['rps']:,.0f} (2 workers) | {two['rps'] / one['rps']:.2f} | reported |")  # fmt: skip
-    factor = SEED_LATENCY_MS / float(ours["c1"]["p50"])
-    print(
-        f"| seed's 1,600 ms per prediction vs PriceOption p50 | 1,600 | {float(ours['c1']['p50']):.3f} | 1/{factor:,.0f} | stated |"
-    )
-    errors = {
-        name: run["errors"]
-        for group in results.values()
-        for name, run in group.items()
-        if run["errors"]
-    }
+    c1 = "concurrency 1"
+    print(row(f"PriceOption uncached p50 ms, {c1}", base["c1"], ours["c1"], "p50", "ratio <= 1.3"))
+    print(row(f"PriceOption uncached p99 ms, {c1}", base["c1"], ours["c1"], "p99", "ratio <= 2"))
+    print(row(f"PriceOption cache hit p50 ms, {c1}", base["c1"], ours["c1_hit"], "p50",
+              "ratio <= 1.15"))  # fmt: skip
+    print(row("PriceOption calls/s, 1 worker, concurrency 32", base["c32"], ours["c32"], "rps",
+              "ratio >= 0.7"))  # fmt: skip
+    print(row("PriceBatch 10,000 options p50 ms", base["batch"], ours["batch"], "p50",
+              "pricing-server <= 15 ms"))  # fmt: skip
+    one, two = workers[1]["rps"], workers[2]["rps"]
+    print(f"| PriceOption calls/s, 2 workers vs 1 (2 client processes x 8 channels) | {one:,.0f} (1 worker) "
+          f"| {two:,.0f} (2 workers) | {two / one:.2f} | reported |")  # fmt: skip
+    p50 = float(np.median([float(run["p50"]) for run in ours["c1"]]))
+    print(f"| seed's 1,600 ms per prediction vs PriceOption p50 | 1,600 | {p50:.3f} "
+          f"| 1/{SEED_LATENCY_MS / p50:,.0f} | stated |")  # fmt: skip
+    runs = [*workers.values()] + [
+        run for side in (base, ours) for group in side.values() for run in group
+    ]
+    errors = [run["errors"] for run in runs if run["errors"]]
     print(f"\nerrors in any run: {errors or 'none'}")
 
     print("\n| concurrency 1, one client alternating the calls | no-op server | pricing-server | ratio | goal |")  # fmt: skip
     print("|---|---:|---:|---:|---|")
     for name, label in PAIRED.items():
-        print(row(label, paired["noop"], paired["pricing"], name, "reported"))
+        print(row(label, [paired["noop"]], [paired["pricing"]], name, "reported"))
     option, forecast = paired["pricing"]["PriceOption"], paired["pricing"]["Forecast"]
     print(f"| pricing-server: Forecast p50 vs PriceOption uncached p50 | {option:.3f} (PriceOption) "
           f"| {forecast:.3f} (Forecast) | {forecast / option:.2f} | ratio <= 2 |")  # fmt: skip
@@ -332,7 +318,7 @@ def main() -> None:
     for step, ms in steps.items():
         print(f"| {step} | {ms:.3f} |")
     print(f"| total server side | {sum(steps.values()):.3f} |")
-    print(f"| end to end p50 (above) | {float(ours['batch']['p50']):.3f} |")
+    print(f"| end to end p50 (above) | {float(ours['batch'][0]['p50']):.3f} |")
 
     print("\n| workers | start to SERVING s | resident set per worker MB | goal |")
     print("|---:|---:|---|---|")
