@@ -18,11 +18,13 @@ import argparse
 import contextlib
 import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,9 +104,30 @@ def noop(port: int) -> list[str]:
     return [sys.executable, str(REPO / "bench" / "noop_server.py"), "--port", str(port)]
 
 
-def pricing(port: int, workers: int = 1) -> list[str]:
+def pricing(port: int, workers: int = 1, metrics_port: int = 0) -> list[str]:
     return [sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(port), "--models",
-            str(REPO / "models"), "--metrics-port", "0", "--workers", str(workers), "--log-level", "WARNING"]  # fmt: skip
+            str(REPO / "models"), "--metrics-port", str(metrics_port), "--workers", str(workers),
+            "--log-level", "WARNING"]  # fmt: skip
+
+
+def model_runs(metrics_port: int) -> tuple[float, float]:
+    """(runs, seconds) the server's micro-batcher has spent in onnxruntime so far."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    count, total = (
+        float(re.search(rf"^pricing_model_run_seconds_{name} (\S+)$", text, re.M).group(1))
+        for name in ("count", "sum")
+    )
+    return count, total
+
+
+def warm_model_run_seconds() -> float:
+    """One PriceOption's model run (call and put) in this process, timed in a tight loop."""
+    model = load_pinn(ArtifactStore(REPO / "models").load(KIND, NAME))
+    rows = batch_rows(
+        pb.PriceBatchRequest(type=[1, 2], spot=[100.0], strike=[110.0], tau=[0.5], rate=[0.02],
+                             volatility=[0.3]), model.domain, 2)  # fmt: skip
+    return best_seconds(lambda: model.run(rows))
 
 
 def rss_mb(pid: int) -> float:
@@ -259,14 +282,19 @@ def main() -> None:
     paired: dict[str, dict[str, float]] = {}
     startup: dict[int, tuple[float, list[float]]] = {}
 
-    noop_port, port = free_port(), free_port()
+    noop_port, port, metrics_port = free_port(), free_port(), free_port()
+    in_server = [0.0, 0.0]  # model runs and their seconds during the uncached concurrency-1 runs
     with (
         running(noop(noop_port), noop_port, False, server_cores),
-        running(pricing(port), port, True, server_cores) as (process, to_serving),
-    ):
+        running(pricing(port, metrics_port=metrics_port), port, True, server_cores) as (
+            process, to_serving),
+    ):  # fmt: skip
         for _ in range(args.rounds):
             base["c1"].append(load(noop_port, seconds, **single))
+            before = model_runs(metrics_port)
             ours["c1"].append(load(port, seconds, seed=next(seeds), **single))
+            in_server = [a + now - then for a, now, then in
+                         zip(in_server, model_runs(metrics_port), before, strict=True)]  # fmt: skip
             ours["c1_hit"].append(load(port, seconds, distinct=1, **single))
             base["c32"].append(load(noop_port, seconds, **wide))
             ours["c32"].append(load(port, seconds, seed=next(seeds), **wide))
@@ -311,6 +339,12 @@ def main() -> None:
     option, forecast = paired["pricing"]["PriceOption"], paired["pricing"]["Forecast"]
     print(f"| pricing-server: Forecast p50 vs PriceOption uncached p50 | {option:.3f} (PriceOption) "
           f"| {forecast:.3f} (Forecast) | {forecast / option:.2f} | ratio <= 2 |")  # fmt: skip
+
+    print("\n| one PriceOption's model run (call and put, padded to 4 rows) | us |")
+    print("|---|---:|")
+    print(f"| in a loop in this process, caches warm | {warm_model_run_seconds() * 1e6:.1f} |")
+    print(f"| inside pricing-server, uncached concurrency-1 runs, mean of "
+          f"{in_server[0]:,.0f} | {in_server[1] / in_server[0] * 1e6:.1f} |")  # fmt: skip
 
     print("\n| PriceBatch of 10,000 options, server side | ms |")
     print("|---|---:|")

@@ -52,7 +52,7 @@ class MicroBatcher:
         current_model: Callable[[], LoadedModel],
         max_batch_rows: int,
         max_queue_rows: int,
-        on_batch: Callable[[int], None] = lambda _: None,
+        on_batch: Callable[[int, float], None] = lambda rows, seconds: None,
         max_wait: float = 0.0,
         probe_every: int = 256,
     ) -> None:
@@ -100,8 +100,13 @@ class MicroBatcher:
         if deadline is not None and deadline <= time.monotonic():
             raise DeadlineExpired("deadline passed before inference")
         model = self._current_model()
-        self._on_batch(len(rows))
-        return model, model.run(rows)
+        return model, self._timed_run(model, rows)
+
+    def _timed_run(self, model: LoadedModel, rows: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        outputs = model.run(rows)
+        self._on_batch(len(rows), time.perf_counter() - start)
+        return outputs
 
     def _should_wait(self) -> bool:
         """Whether the coming run waits for more calls first (counts it towards a probe)."""
@@ -142,8 +147,7 @@ class MicroBatcher:
         if not kept:
             return kept, None
         x = np.concatenate([batch[i].rows for i in kept])
-        self._on_batch(len(x))
-        return kept, model.run(x)
+        return kept, self._timed_run(model, x)
 
     async def _drain(self) -> None:
         try:

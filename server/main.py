@@ -102,7 +102,7 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
         lambda: models.current,
         config.max_batch_rows,
         config.max_queue_rows,
-        metrics.BATCH_ROWS.observe,
+        metrics.batch_ran,
         config.max_batch_wait,
     )
     metrics.QUEUE_ROWS.set_function(lambda: batcher.queued_rows)

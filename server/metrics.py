@@ -20,6 +20,11 @@ BATCH_ROWS = Histogram(
     "Rows per onnxruntime call of the micro-batcher",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
+MODEL_RUN = Histogram(
+    "pricing_model_run_seconds",
+    "onnxruntime time of the micro-batcher's runs, pre- and post-processing included",
+    buckets=(2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 0.001, 0.002, 0.005, 0.01, 0.05),
+)
 QUEUE_ROWS = Gauge("pricing_queue_rows", "Rows waiting for the model")
 CACHE_LOOKUPS = Counter(
     "pricing_cache_lookups_total", "Quote cache lookups, by tier and result", ["tier", "result"]
@@ -39,6 +44,11 @@ request_latency = functools.cache(LATENCY.labels)
 cache_lookup = functools.cache(CACHE_LOOKUPS.labels)
 # (kind, name) -> the version MODEL_INFO shows, so a swap replaces just that model's line.
 _SHOWN: dict[tuple[str, str], str] = {}
+
+
+def batch_ran(rows: int, seconds: float) -> None:
+    BATCH_ROWS.observe(rows)
+    MODEL_RUN.observe(seconds)
 
 
 def serve_metrics(port: int) -> None:

@@ -91,17 +91,31 @@ def test_the_batcher_queue_is_bounded_in_rows():
     assert all(np.array_equal(r[1], first) for r in results[:3])
 
 
+class RunSizes(list):
+    """The rows of each model run, as the batcher reports them."""
+
+    def record(self, rows, seconds):
+        self.append(rows)
+
+
 ROW_PAIR = np.array([[0.0, 100.0, 100.0, 1.0, 0.01, 0.2, 0.0]] * 2)
 NEVER = 3600.0  # a wait no test could sit out: if one happens, asyncio.wait_for below fails
 
 
 def test_waiting_batcher_gathers_calls_that_arrive_during_its_wait():
     model = load_pinn(ArtifactStore(MODELS).load(KIND, NAME))
-    runs = []
+    runs = RunSizes()
 
     async def staggered():
         # probe_every=1: the first run waits; the wait is ended by the batch filling up.
-        batcher = MicroBatcher(lambda: model, 6, 64, runs.append, max_wait=NEVER, probe_every=1)
+        batcher = MicroBatcher(
+            lambda: model,
+            6,
+            64,
+            runs.record,
+            max_wait=NEVER,
+            probe_every=1,
+        )
         first = asyncio.ensure_future(batcher.run(ROW_PAIR))
         await asyncio.sleep(0.01)  # the batcher is waiting now
         later = [batcher.run(ROW_PAIR) for _ in range(2)]
@@ -114,10 +128,17 @@ def test_waiting_batcher_gathers_calls_that_arrive_during_its_wait():
 
 def test_a_wait_that_gathers_no_one_is_not_repeated_until_the_next_probe():
     model = load_pinn(ArtifactStore(MODELS).load(KIND, NAME))
-    runs = []
+    runs = RunSizes()
 
     async def lone_calls():
-        batcher = MicroBatcher(lambda: model, 64, 64, runs.append, max_wait=0.5, probe_every=4)
+        batcher = MicroBatcher(
+            lambda: model,
+            64,
+            64,
+            runs.record,
+            max_wait=0.5,
+            probe_every=4,
+        )
         waited = []
         for _ in range(8):
             start = time.monotonic()
@@ -134,10 +155,10 @@ def test_a_wait_that_gathers_no_one_is_not_repeated_until_the_next_probe():
 def test_rows_whose_deadline_passed_in_the_queue_never_reach_the_model():
     model = load_pinn(ArtifactStore(MODELS).load(KIND, NAME))
     rows = np.array([[0.0, 100.0, 100.0, 1.0, 0.01, 0.2, 0.0]] * 2)
-    runs = []
+    runs = RunSizes()
 
     async def queued_together():
-        batcher = MicroBatcher(lambda: model, 64, 64, runs.append, max_wait=0.01)
+        batcher = MicroBatcher(lambda: model, 64, 64, runs.record, max_wait=0.01)
         past, future = time.monotonic() - 1, time.monotonic() + 60
         # The first run waits (it probes), so all three queue and share one run.
         return await asyncio.gather(

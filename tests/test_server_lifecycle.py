@@ -182,6 +182,7 @@ def test_metrics_cover_requests_latency_batches_queue_cache_and_model():
             'pricing_requests_total{code="INVALID_ARGUMENT",method="PriceOption"} 1.0',
             'pricing_request_seconds_count{method="PriceOption"} 2.0',
             "pricing_batch_rows_count 1.0",
+            "pricing_model_run_seconds_count 1.0",
             "pricing_queue_rows 0.0",
             'pricing_cache_lookups_total{result="miss",tier="local"} 1.0',
             f'pricing_model_info{{kind="pinn",name="default",version="{PINN_VERSION}"}} 1.0',
