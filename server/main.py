@@ -158,7 +158,10 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
         serving,
         symbols,
     )
-    print(f"pricing-server worker {worker} listening on {config.host}:{port}", flush=True)
+    # One write for the whole line: the workers share stdout, and print() writes the text and
+    # its newline separately, so two workers starting together could merge their lines.
+    sys.stdout.write(f"pricing-server worker {worker} listening on {config.host}:{port}\n")
+    sys.stdout.flush()
 
     await stop.wait()
     # Orchestrators may repeat SIGTERM; shutdown is already under way and bounded by --grace.

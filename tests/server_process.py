@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import grpc
 
 from redis_process import free_port
 from shared.api import pricing_pb2_grpc
+
+# A worker listens within ~1 s here; a server that has not after this long is broken.
+STARTUP_SECONDS = 60
 
 
 class ServerProcess:
@@ -34,19 +38,30 @@ class ServerProcess:
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
         self.log: list[str] = []
-        listening = 0
-        for line in self.process.stdout:
-            if "listening on" in line:
-                listening += 1
-                if listening == workers:
-                    break
-        else:
-            raise RuntimeError(
-                f"pricing-server exited with {self.process.wait()}: {self.process.stderr.read()}"
-            )
-        self._drain = threading.Thread(target=self._collect, daemon=True)
-        self._drain.start()
+        self._listening = threading.Semaphore(0)  # released once per worker that listens
+        self._stdout_closed = False
+        self._readers = [
+            threading.Thread(target=target, daemon=True) for target in (self._watch, self._collect)
+        ]
+        for reader in self._readers:
+            reader.start()
+        deadline = time.monotonic() + STARTUP_SECONDS
+        for _ in range(workers):
+            woken = self._listening.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            if not woken or self._stdout_closed:
+                self.process.kill()
+                raise RuntimeError(
+                    f"pricing-server stopped or did not listen within {STARTUP_SECONDS} s "
+                    f"(exit status {self.process.wait()}): {''.join(self.log)}"
+                )
         self.address = f"127.0.0.1:{self.port}"
+
+    def _watch(self) -> None:
+        for line in self.process.stdout:
+            for _ in range(line.count("listening on")):
+                self._listening.release()
+        self._stdout_closed = True  # the server has exited: wake the constructor to say so
+        self._listening.release()
 
     def _collect(self) -> None:
         for line in self.process.stderr:
@@ -73,7 +88,8 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.send_signal(signum)
         code = self.process.wait(timeout=timeout)
-        self._drain.join(timeout=5)
+        for reader in self._readers:
+            reader.join(timeout=5)
         self.process.stdout.close()
         self.process.stderr.close()
         return code
