@@ -103,7 +103,7 @@ _OPTIONS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         "PRICING_MAX_BATCH_WAIT",
         float,
         "seconds a model run may wait for more calls to join it, only while such waits "
-        "gather calls (under load); 0 = never wait",
+        "gather calls (under load); 0 = never wait, and each call runs alone",
     ),
     "max_request_rows": (
         "--max-request-rows",
