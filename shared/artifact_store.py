@@ -41,6 +41,9 @@ MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = ".lock"
+# A trainer's resumable state, in the model's folder beside its versions; never published
+# (git and Docker ignore it). The Mamba trainer names one per network after it.
+CHECKPOINT_FILE = "training-checkpoint.npz"
 # Keys of meta.json that the store itself writes; a caller's meta may not set them.
 STORE_KEYS = frozenset({"format_version", "kind", "name", "version", "created", "files"})
 

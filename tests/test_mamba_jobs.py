@@ -9,10 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from shared.artifact_store import ArtifactStore
+from shared.artifact_store import CHECKPOINT_FILE, ArtifactStore
 from shared.onnx_runtime import onnx_session
 from trainer.mamba.data import write_prices
-from trainer.mamba.jobs import CHECKPOINT_FILE
 from trainer.mamba.synthetic import gbm
 from trainer.mamba.train import MambaConfig, member_checkpoints, train_symbol
 from trainer.safe_training import FAULT_ENV, TrainingDiverged

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 
 from server.batching import DeadlineExpired, MicroBatcher, Overloaded
 from server.model import KIND, NAME, load_pinn
@@ -75,22 +76,6 @@ def test_too_many_calls_in_flight_answer_resource_exhausted_at_once():
         assert server.stop() == 0
 
 
-def test_the_batcher_queue_is_bounded_in_rows():
-    model = load_pinn(ArtifactStore(MODELS).load(KIND, NAME))
-    rows = np.array([[0.0, 100.0, 100.0, 1.0, 0.01, 0.2, 0.0]] * 2)
-
-    async def burst():
-        batcher = MicroBatcher(lambda: model, 64, 6, max_wait=0.01)
-        # The first run waits (it probes), so all five are submitted while it is pending:
-        # three fit (6 rows), the rest overflow.
-        return await asyncio.gather(*(batcher.run(rows) for _ in range(5)), return_exceptions=True)
-
-    results = asyncio.run(burst())
-    assert [isinstance(r, Overloaded) for r in results] == [False, False, False, True, True]
-    first = results[0][1]
-    assert all(np.array_equal(r[1], first) for r in results[:3])
-
-
 class RunSizes(list):
     """The rows of each model run, as the batcher reports them."""
 
@@ -102,20 +87,35 @@ ROW_PAIR = np.array([[0.0, 100.0, 100.0, 1.0, 0.01, 0.2, 0.0]] * 2)
 NEVER = 3600.0  # a wait no test could sit out: if one happens, asyncio.wait_for below fails
 
 
-def test_waiting_batcher_gathers_calls_that_arrive_during_its_wait():
-    model = load_pinn(ArtifactStore(MODELS).load(KIND, NAME))
-    runs = RunSizes()
+@pytest.fixture(scope="module")
+def model():
+    return load_pinn(ArtifactStore(MODELS).load(KIND, NAME))
 
+
+@pytest.fixture
+def runs():
+    return RunSizes()
+
+
+def test_the_batcher_queue_is_bounded_in_rows(model):
+    async def burst():
+        batcher = MicroBatcher(lambda: model, 64, 6, max_wait=0.01)
+        # The first run waits (it probes), so all five are submitted while it is pending:
+        # three fit (6 rows), the rest overflow.
+        return await asyncio.gather(
+            *(batcher.run(ROW_PAIR) for _ in range(5)), return_exceptions=True
+        )
+
+    results = asyncio.run(burst())
+    assert [isinstance(r, Overloaded) for r in results] == [False, False, False, True, True]
+    first = results[0][1]
+    assert all(np.array_equal(r[1], first) for r in results[:3])
+
+
+def test_waiting_batcher_gathers_calls_that_arrive_during_its_wait(model, runs):
     async def staggered():
         # probe_every=1: the first run waits; the wait is ended by the batch filling up.
-        batcher = MicroBatcher(
-            lambda: model,
-            6,
-            64,
-            runs.record,
-            max_wait=NEVER,
-            probe_every=1,
-        )
+        batcher = MicroBatcher(lambda: model, 6, 64, runs.record, max_wait=NEVER, probe_every=1)
         first = asyncio.ensure_future(batcher.run(ROW_PAIR))
         await asyncio.sleep(0.01)  # the batcher is waiting now
         later = [batcher.run(ROW_PAIR) for _ in range(2)]
@@ -126,19 +126,9 @@ def test_waiting_batcher_gathers_calls_that_arrive_during_its_wait():
     assert all(np.array_equal(r[1], results[0][1]) for r in results)
 
 
-def test_a_wait_that_gathers_no_one_is_not_repeated_until_the_next_probe():
-    model = load_pinn(ArtifactStore(MODELS).load(KIND, NAME))
-    runs = RunSizes()
-
+def test_a_wait_that_gathers_no_one_is_not_repeated_until_the_next_probe(model, runs):
     async def lone_calls():
-        batcher = MicroBatcher(
-            lambda: model,
-            64,
-            64,
-            runs.record,
-            max_wait=0.5,
-            probe_every=4,
-        )
+        batcher = MicroBatcher(lambda: model, 64, 64, runs.record, max_wait=0.5, probe_every=4)
         waited = []
         for _ in range(8):
             start = time.monotonic()
@@ -152,17 +142,13 @@ def test_a_wait_that_gathers_no_one_is_not_repeated_until_the_next_probe():
     assert runs == [2] * 8
 
 
-def test_rows_whose_deadline_passed_in_the_queue_never_reach_the_model():
-    model = load_pinn(ArtifactStore(MODELS).load(KIND, NAME))
-    rows = np.array([[0.0, 100.0, 100.0, 1.0, 0.01, 0.2, 0.0]] * 2)
-    runs = RunSizes()
-
+def test_rows_whose_deadline_passed_in_the_queue_never_reach_the_model(model, runs):
     async def queued_together():
         batcher = MicroBatcher(lambda: model, 64, 64, runs.record, max_wait=0.01)
         past, future = time.monotonic() - 1, time.monotonic() + 60
         # The first run waits (it probes), so all three queue and share one run.
         return await asyncio.gather(
-            batcher.run(rows, past), batcher.run(rows, future), batcher.run(rows),
+            batcher.run(ROW_PAIR, past), batcher.run(ROW_PAIR, future), batcher.run(ROW_PAIR),
             return_exceptions=True,
         )  # fmt: skip
 

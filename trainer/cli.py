@@ -35,7 +35,6 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  # resumable; 128 + SIGINT, as shells report Ctrl-C
 
 
-CHECKPOINT_FILE = "training-checkpoint.npz"
 # The same for train and evaluate: what is evaluated is what is published.
 MEMBERS_HELP = (
     "mamba: networks from seeds S, S+1, ... whose mean is the forecaster (default 3; quick 1)"
@@ -217,7 +216,7 @@ def train_mamba(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Ex
 
 
 def train_pinn(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ExitCode:
-    from shared.artifact_store import ArtifactStore
+    from shared.artifact_store import CHECKPOINT_FILE, ArtifactStore
     from trainer.pinn import publish
     from trainer.pinn.evaluate import format_table
     from trainer.pinn.export import ExportError
@@ -229,7 +228,7 @@ def train_pinn(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Exi
         interrupt_guard,
     )
 
-    overrides = {"seed": args.seed} | ({"epochs": args.epochs} if args.epochs else {})
+    overrides = {"seed": args.seed} | config_overrides(epochs=args.epochs)
     config = TrainConfig.quick(**overrides) if args.quick else TrainConfig(**overrides)
     eval_points = args.eval_points or (100_000 if args.quick else 1_000_000)
     store = ArtifactStore(args.output)

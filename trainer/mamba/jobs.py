@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 
 # How a symbol ended; the CLI turns these into its exit status.
 OK, FAILED, INTERRUPTED = "ok", "failed", "interrupted"
-# In the symbol's model folder, ignored by git; each member's is named after it
-# (train.member_checkpoints).
-CHECKPOINT_FILE = "training-checkpoint.npz"
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,7 @@ def train_and_publish(
     run_in_processes) goes on with the next.
     """
     # TensorFlow only here: the parent of the worker processes never needs it.
-    from shared.artifact_store import ArtifactStore
+    from shared.artifact_store import CHECKPOINT_FILE, ArtifactStore
     from trainer.mamba.export import MambaExportError
     from trainer.mamba.publish import KIND, publish
     from trainer.mamba.train import member_checkpoints, train_symbol
