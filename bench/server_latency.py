@@ -124,10 +124,8 @@ def model_runs(metrics_port: int) -> tuple[float, float]:
 def warm_model_run_seconds() -> float:
     """One PriceOption's model run (call and put) in this process, timed in a tight loop."""
     model = load_pinn(ArtifactStore(REPO / "models").load(KIND, NAME))
-    rows = batch_rows(
-        pb.PriceBatchRequest(type=[1, 2], spot=[100.0], strike=[110.0], tau=[0.5], rate=[0.02],
-                             volatility=[0.3]), model.domain, 2)  # fmt: skip
-    return best_seconds(lambda: model.run(rows))
+    contract = (100.0, 110.0, 0.5, 0.02, 0.3, 0.0)  # spot, strike, tau, rate, volatility, yield
+    return best_seconds(lambda: model.quotes([contract]))
 
 
 def rss_mb(pid: int) -> float:

@@ -1,9 +1,11 @@
 """Micro-batching: PriceOption calls that arrive while the model is busy share its next run.
 
-Runs happen on the event loop itself: for these small batches (~70 us for a few rows) that
-is cheaper than the ~75 us hop to an executor thread and back. An idle batcher runs a call
-at once, in its own handler. While a run is pending, new requests queue, and the next run
-takes everything queued (up to `max_batch_rows`) in one onnxruntime call.
+A call brings one contract and gets its quote (call and put: two rows of the model). Runs
+happen on the event loop itself: for these small batches (~70 us for a few rows) that is
+cheaper than the ~75 us hop to an executor thread and back. An idle batcher runs a call at
+once, in its own handler, through the model's single-contract path. While a run is pending,
+new calls queue, and the next run takes everything queued (up to `max_batch_rows`) in one
+onnxruntime call.
 
 Calls rarely meet by themselves, though: grpc.aio hands the loop one new call per turn, so
 at concurrency 32 97% of runs held a single call (measured), and each call paid a whole
@@ -26,9 +28,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from server.model import LoadedModel
+from server.quotes import OPTION_TYPES, Contract, Quote
+
+ROWS_PER_CONTRACT = len(OPTION_TYPES)
 
 
 class Overloaded(RuntimeError):
@@ -41,9 +44,9 @@ class DeadlineExpired(RuntimeError):
 
 @dataclass
 class _Pending:
-    rows: np.ndarray
+    contract: Contract
     deadline: float | None  # time.monotonic() value, or None for no deadline
-    future: asyncio.Future[tuple[LoadedModel, np.ndarray]]
+    future: asyncio.Future[tuple[LoadedModel, Quote]]
 
 
 class MicroBatcher:
@@ -71,21 +74,21 @@ class MicroBatcher:
         self._batch_full: asyncio.Future[None] | None = None  # set while a wait is on
 
     async def run(
-        self, rows: np.ndarray, deadline: float | None = None
-    ) -> tuple[LoadedModel, np.ndarray]:
-        """The model that ran and its outputs [len(OUTPUTS), len(rows)] for these rows."""
-        if self.queued_rows + len(rows) > self._max_queue_rows:
+        self, contract: Contract, deadline: float | None = None
+    ) -> tuple[LoadedModel, Quote]:
+        """The model that ran and its quote of this contract."""
+        if self.queued_rows + ROWS_PER_CONTRACT > self._max_queue_rows:
             raise Overloaded(
                 f"{self.queued_rows} rows already wait for the model (limit {self._max_queue_rows})"
             )
         # A run that is to wait goes through _drain, which asks _should_wait again and gets
         # the same answer: a probe's count stays due, and waiting_pays is unchanged.
         if not self._draining and not self._should_wait():
-            return self._run_alone(rows, deadline)
+            return self._run_alone(contract, deadline)
         loop = asyncio.get_running_loop()
-        pending = _Pending(rows, deadline, loop.create_future())
+        pending = _Pending(contract, deadline, loop.create_future())
         self._queue.append(pending)
-        self.queued_rows += len(rows)
+        self.queued_rows += ROWS_PER_CONTRACT
         full = self.queued_rows >= self._max_batch_rows
         if full and self._batch_full is not None and not self._batch_full.done():
             self._batch_full.set_result(None)
@@ -94,19 +97,18 @@ class MicroBatcher:
             self._drain_task = loop.create_task(self._drain())
         return await pending.future
 
-    def _run_alone(
-        self, rows: np.ndarray, deadline: float | None
-    ) -> tuple[LoadedModel, np.ndarray]:
+    def _run_alone(self, contract: Contract, deadline: float | None) -> tuple[LoadedModel, Quote]:
         if deadline is not None and deadline <= time.monotonic():
             raise DeadlineExpired("deadline passed before inference")
         model = self._current_model()
-        return model, self._timed_run(model, rows)
+        [quote] = self._timed_run(model, [contract])
+        return model, quote
 
-    def _timed_run(self, model: LoadedModel, rows: np.ndarray) -> np.ndarray:
+    def _timed_run(self, model: LoadedModel, contracts: list[Contract]) -> list[Quote]:
         start = time.perf_counter()
-        outputs = model.run(rows)
-        self._on_batch(len(rows), time.perf_counter() - start)
-        return outputs
+        quotes = model.quotes(contracts)
+        self._on_batch(ROWS_PER_CONTRACT * len(contracts), time.perf_counter() - start)
+        return quotes
 
     def _should_wait(self) -> bool:
         """Whether the coming run waits for more calls first (counts it towards a probe)."""
@@ -127,27 +129,24 @@ class MicroBatcher:
         self._waiting_pays = len(self._queue) > queued
 
     def _next_batch(self) -> list[_Pending]:
-        batch, rows = [], 0
+        batch: list[_Pending] = []
         while self._queue and (
-            not batch or rows + len(self._queue[0].rows) <= self._max_batch_rows
+            not batch or ROWS_PER_CONTRACT * (len(batch) + 1) <= self._max_batch_rows
         ):
             pending = self._queue.popleft()
-            self.queued_rows -= len(pending.rows)
+            self.queued_rows -= ROWS_PER_CONTRACT
             if not pending.future.done():  # done: the caller went away
                 batch.append(pending)
-                rows += len(pending.rows)
         return batch
 
-    def _infer(
-        self, model: LoadedModel, batch: list[_Pending]
-    ) -> tuple[list[int], np.ndarray | None]:
-        """Drop what expired while queued, then one model run."""
+    def _infer(self, model: LoadedModel, batch: list[_Pending]) -> dict[int, Quote]:
+        """Drop what expired while queued, then one model run: quotes by place in the batch."""
         now = time.monotonic()
         kept = [i for i, p in enumerate(batch) if p.deadline is None or p.deadline > now]
         if not kept:
-            return kept, None
-        x = np.concatenate([batch[i].rows for i in kept])
-        return kept, self._timed_run(model, x)
+            return {}
+        quotes = self._timed_run(model, [batch[i].contract for i in kept])
+        return dict(zip(kept, quotes, strict=True))
 
     async def _drain(self) -> None:
         try:
@@ -161,22 +160,19 @@ class MicroBatcher:
                     continue
                 model = self._current_model()
                 try:
-                    kept, outputs = self._infer(model, batch)
+                    quotes = self._infer(model, batch)
                 except Exception as error:  # a failing run fails its callers, not the batcher
                     for pending in batch:
                         if not pending.future.done():
                             pending.future.set_exception(error)
                     continue
-                start, ran = 0, set(kept)
                 for i, pending in enumerate(batch):
-                    if i not in ran:
-                        if not pending.future.done():
-                            expired = DeadlineExpired("deadline passed while waiting for the model")
-                            pending.future.set_exception(expired)
+                    if pending.future.done():  # the caller left (its contract may have run)
                         continue
-                    end = start + len(pending.rows)
-                    if not pending.future.done():  # the rows ran even if the caller left
-                        pending.future.set_result((model, outputs[:, start:end]))
-                    start = end
+                    if i in quotes:
+                        pending.future.set_result((model, quotes[i]))
+                    else:
+                        expired = DeadlineExpired("deadline passed while waiting for the model")
+                        pending.future.set_exception(expired)
         finally:
             self._draining = False

@@ -22,22 +22,9 @@ from cachetools import TTLCache
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from server.quotes import QUOTE, Quote
+
 log = logging.getLogger(__name__)
-# A quote is the call's then the put's price and five Greeks, 12 little-endian doubles: the
-# Redis value as it is, and the in-process one (a full 100,000-entry cache, keys included,
-# takes ~50 MB; as lists of floats ~90 MB). A hit unpacks its 6 numbers, no numpy.
-Quote = bytes
-QUOTE_FORMAT = struct.Struct("<6d")  # one option type's half of a quote
-
-
-def quote_of(outputs: np.ndarray) -> Quote:
-    """The quote of a model run's outputs [6, 2] for (call, put)."""
-    return outputs.T.astype("<f8").tobytes()
-
-
-def quote_half(quote: Quote, is_put: float) -> tuple[float, ...]:
-    """(price, delta, gamma, theta, vega, rho) of the call (is_put 0) or the put (1)."""
-    return QUOTE_FORMAT.unpack_from(quote, QUOTE_FORMAT.size * int(is_put))
 
 
 def quote_key(model_tag: str, contract: Sequence[float]) -> bytes:
@@ -87,10 +74,7 @@ class RedisTier:
             return None
         if value is None:
             return None
-        if (
-            len(value) != 2 * QUOTE_FORMAT.size
-            or not np.isfinite(np.frombuffer(value, "<f8")).all()
-        ):
+        if len(value) != QUOTE.size or not np.isfinite(np.frombuffer(value, "<f8")).all():
             log.warning("ignoring a malformed redis value of %d bytes for %r", len(value), key)
             self._on_event("malformed")
             return None

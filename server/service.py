@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
-import numpy as np
 
 from server import metrics
 from server.batching import DeadlineExpired, MicroBatcher, Overloaded
-from server.cache import QuoteCache, quote_half, quote_key, quote_of
+from server.cache import QuoteCache, quote_key
 from server.forecaster import LoadedForecaster, UnforecastableCloses, UnknownSymbol, find
 from server.hot_reload import ModelFamily, ModelHolder, NoModel
 from server.model import LoadedModel
+from server.quotes import quote_half
 from server.requests import BadRequest, batch_rows, forecast_closes, forecast_symbol, option_row
 from shared.api import pricing_pb2, pricing_pb2_grpc
 from shared.validation import InvalidInputError
@@ -133,9 +133,8 @@ class PricingService(pricing_pb2_grpc.PricingServiceServicer):
         version = model.version
         if quote is None:
             # One inference prices the call and the put of this contract; both are cached.
-            both = np.array([(0.0, *contract), (1.0, *contract)])
-            model, outputs = await self.batcher.run(both, _deadline(context))
-            quote, version = quote_of(outputs), model.version
+            model, quote = await self.batcher.run(contract, _deadline(context))
+            version = model.version
             self.cache.put(quote_key(model.cache_tag, contract), quote)
         price, delta, gamma, theta, vega, rho = quote_half(quote, is_put)
         return pricing_pb2.PriceOptionResponse(

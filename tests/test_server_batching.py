@@ -77,13 +77,13 @@ def test_too_many_calls_in_flight_answer_resource_exhausted_at_once():
 
 
 class RunSizes(list):
-    """The rows of each model run, as the batcher reports them."""
+    """The rows of each model run, as the batcher reports them (two per contract)."""
 
     def record(self, rows, seconds):
         self.append(rows)
 
 
-ROW_PAIR = np.array([[0.0, 100.0, 100.0, 1.0, 0.01, 0.2, 0.0]] * 2)
+CONTRACT = (100.0, 100.0, 1.0, 0.01, 0.2, 0.0)  # spot, strike, tau, rate, volatility, yield
 NEVER = 3600.0  # a wait no test could sit out: if one happens, asyncio.wait_for below fails
 
 
@@ -103,27 +103,26 @@ def test_the_batcher_queue_is_bounded_in_rows(model):
         # The first run waits (it probes), so all five are submitted while it is pending:
         # three fit (6 rows), the rest overflow.
         return await asyncio.gather(
-            *(batcher.run(ROW_PAIR) for _ in range(5)), return_exceptions=True
+            *(batcher.run(CONTRACT) for _ in range(5)), return_exceptions=True
         )
 
     results = asyncio.run(burst())
     assert [isinstance(r, Overloaded) for r in results] == [False, False, False, True, True]
-    first = results[0][1]
-    assert all(np.array_equal(r[1], first) for r in results[:3])
+    assert all(r[1] == results[0][1] for r in results[:3])
 
 
 def test_waiting_batcher_gathers_calls_that_arrive_during_its_wait(model, runs):
     async def staggered():
         # probe_every=1: the first run waits; the wait is ended by the batch filling up.
         batcher = MicroBatcher(lambda: model, 6, 64, runs.record, max_wait=NEVER, probe_every=1)
-        first = asyncio.ensure_future(batcher.run(ROW_PAIR))
+        first = asyncio.ensure_future(batcher.run(CONTRACT))
         await asyncio.sleep(0.01)  # the batcher is waiting now
-        later = [batcher.run(ROW_PAIR) for _ in range(2)]
+        later = [batcher.run(CONTRACT) for _ in range(2)]
         return await asyncio.wait_for(asyncio.gather(first, *later), 30)
 
     results = asyncio.run(staggered())
     assert runs == [6]  # three calls, one onnxruntime run
-    assert all(np.array_equal(r[1], results[0][1]) for r in results)
+    assert all(r[1] == results[0][1] for r in results)
 
 
 def test_a_wait_that_gathers_no_one_is_not_repeated_until_the_next_probe(model, runs):
@@ -132,7 +131,7 @@ def test_a_wait_that_gathers_no_one_is_not_repeated_until_the_next_probe(model, 
         waited = []
         for _ in range(8):
             start = time.monotonic()
-            await asyncio.wait_for(batcher.run(ROW_PAIR), 30)
+            await asyncio.wait_for(batcher.run(CONTRACT), 30)
             waited.append(time.monotonic() - start >= 0.5)
         return waited
 
@@ -148,14 +147,14 @@ def test_rows_whose_deadline_passed_in_the_queue_never_reach_the_model(model, ru
         past, future = time.monotonic() - 1, time.monotonic() + 60
         # The first run waits (it probes), so all three queue and share one run.
         return await asyncio.gather(
-            batcher.run(ROW_PAIR, past), batcher.run(ROW_PAIR, future), batcher.run(ROW_PAIR),
+            batcher.run(CONTRACT, past), batcher.run(CONTRACT, future), batcher.run(CONTRACT),
             return_exceptions=True,
         )  # fmt: skip
 
     expired, live, unbounded = asyncio.run(queued_together())
     assert isinstance(expired, DeadlineExpired)
     assert runs == [4]  # only the two live requests' rows went to onnxruntime
-    assert np.array_equal(live[1], unbounded[1])
+    assert live[1] == unbounded[1]
 
 
 def test_calls_that_time_out_under_load_leave_the_server_answering():
