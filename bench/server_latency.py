@@ -15,6 +15,7 @@ generator the rest), so absolute throughput is the machine's; the ratios are the
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import itertools
 import os
@@ -26,16 +27,19 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from server.config import ServerConfig
 from server.loadtest import LoadConfig, run_load
 from server.loadtest_requests import OPTION_WIRE, encode_options, sample_rows
 from server.model import KIND, NAME, load_pinn
 from server.requests import batch_rows
+from server.service import run_split
 from shared.api import pricing_pb2 as pb
 from shared.api.pricing_pb2_grpc import PricingServiceStub
 from shared.artifact_store import ArtifactStore
@@ -193,6 +197,7 @@ def batch_breakdown(rows: int = 10_000) -> dict[str, float]:
     parsed = pb.PriceBatchRequest.FromString(wire)
     x = batch_rows(parsed, model.domain, 100_000)
     outputs = model.run(x)
+    threads = ServerConfig().batch_thread_count  # as pricing-server splits it by default
 
     def reply() -> bytes:
         columns = dict(
@@ -204,15 +209,19 @@ def batch_breakdown(rows: int = 10_000) -> dict[str, float]:
         )
         return pb.PriceBatchResponse(**columns, model_version=model.version).SerializeToString()
 
-    return {
-        "parse": best_seconds(lambda: pb.PriceBatchRequest.FromString(wire)) * 1e3,
-        "validate + columns to rows": best_seconds(
-            lambda: batch_rows(parsed, model.domain, 100_000)
-        )
-        * 1e3,
-        "inference (onnxruntime)": best_seconds(lambda: model.run(x)) * 1e3,
-        "reply (build + serialise)": best_seconds(reply) * 1e3,
-    }
+    with ThreadPoolExecutor(threads) as pool, contextlib.closing(asyncio.new_event_loop()) as loop:
+        return {
+            "parse": best_seconds(lambda: pb.PriceBatchRequest.FromString(wire)) * 1e3,
+            "validate + columns to rows": best_seconds(
+                lambda: batch_rows(parsed, model.domain, 100_000)
+            )
+            * 1e3,
+            f"inference (onnxruntime, {threads} threads)": best_seconds(
+                lambda: loop.run_until_complete(run_split(model, x, pool, threads))
+            )
+            * 1e3,
+            "reply (build + serialise)": best_seconds(reply) * 1e3,
+        }
 
 
 def row(label: str, base: list[dict[str, object]], ours: list[dict[str, object]], key: str,

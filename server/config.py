@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+MAX_AUTO_BATCH_THREADS = 8
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -29,6 +31,7 @@ class ServerConfig:
     max_queue_rows: int = 8192  # rows waiting for the model; beyond it RESOURCE_EXHAUSTED
     max_batch_wait: float = 0.002  # seconds a run may wait for more calls, while that pays
     max_request_rows: int = 100_000  # largest PriceBatch
+    batch_threads: int = 0  # threads a PriceBatch's rows are split across; 0: one per core
     max_concurrent_rpcs: int = (
         2048  # calls in flight, queued ones included; beyond: RESOURCE_EXHAUSTED
     )
@@ -37,6 +40,12 @@ class ServerConfig:
     drain: float = 5.0  # at most this long after SIGTERM, calls still arriving are answered
     grace: float = 5.0  # seconds in-flight calls get at shutdown
     log_level: str = "INFO"
+
+    @property
+    def batch_thread_count(self) -> int:
+        """batch_threads, 0 resolved to the cores this process may use (MAX_AUTO_BATCH_THREADS
+        at most)."""
+        return self.batch_threads or min(MAX_AUTO_BATCH_THREADS, len(os.sched_getaffinity(0)))
 
 
 # flag, environment variable, parser, help
@@ -111,6 +120,13 @@ _OPTIONS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         int,
         "largest PriceBatch, in rows",
     ),
+    "batch_threads": (
+        "--batch-threads",
+        "PRICING_BATCH_THREADS",
+        int,
+        "threads one PriceBatch's rows are split across, run in parallel; 0 = one per core "
+        f"this process may use, at most {MAX_AUTO_BATCH_THREADS}",
+    ),
     "max_concurrent_rpcs": (
         "--max-concurrent-rpcs",
         "PRICING_MAX_CONCURRENT_RPCS",
@@ -158,6 +174,7 @@ _NON_NEGATIVE = {
     "drain",
     "grace",
     "max_batch_wait",
+    "batch_threads",
 }
 
 

@@ -97,7 +97,8 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await models.reload_if_promoted()
     await forecasters.reload_if_promoted()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+    batch_threads = config.batch_thread_count
+    executor = ThreadPoolExecutor(max_workers=batch_threads, thread_name_prefix="onnxruntime")
     batcher = MicroBatcher(
         lambda: models.current,
         config.max_batch_rows,
@@ -128,7 +129,9 @@ async def serve(config: ServerConfig, worker: int = 0) -> None:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    service = PricingService(models, forecasters, batcher, cache, executor, config.max_request_rows)
+    service = PricingService(
+        models, forecasters, batcher, cache, executor, batch_threads, config.max_request_rows
+    )
     pricing_pb2_grpc.add_PricingServiceServicer_to_server(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from redis_process import free_port
-from server.config import ServerConfig, parse_config
+from server.config import MAX_AUTO_BATCH_THREADS, ServerConfig, parse_config
 from server_process import ServerProcess
 from shared.api import pricing_pb2 as pb
 from shared.api import pricing_pb2_grpc
@@ -42,6 +42,12 @@ def test_flags_beat_environment_beat_defaults():
     assert parse_config([], {}) == ServerConfig()
 
 
+def test_batch_threads_default_to_the_cores_this_process_may_use():
+    cores = len(os.sched_getaffinity(0))
+    assert parse_config([], {}).batch_thread_count == min(cores, MAX_AUTO_BATCH_THREADS)
+    assert parse_config(["--batch-threads", "3"], {}).batch_thread_count == 3
+
+
 @pytest.mark.parametrize(
     ("argv", "environ", "named"),
     [
@@ -49,6 +55,7 @@ def test_flags_beat_environment_beat_defaults():
         (["--port", "x"], {}, "--port"),
         ([], {"PRICING_MAX_BATCH_ROWS": "many"}, "PRICING_MAX_BATCH_ROWS"),
         (["--log-level", "loud"], {}, "--log-level"),
+        (["--batch-threads", "-1"], {}, "--batch-threads"),
     ],
 )
 def test_bad_settings_are_usage_errors_naming_the_flag(argv, environ, named):

@@ -1,5 +1,7 @@
-"""The served PINN's two ways to a quote: one contract alone, and several in one batch."""
+"""The served PINN's ways to an answer: one contract alone, several in one batch, a large
+batch split across threads."""
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -9,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.model import KIND, NAME, load_pinn
-from server.quotes import quote_half
+from server.quotes import contract_rows, quote_half
+from server.service import MIN_CHUNK_ROWS, run_split
 from shared.artifact_store import ArtifactStore
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -49,3 +52,11 @@ def test_threads_sharing_the_single_contract_path_each_get_their_own_quote(model
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda c: model.quotes([c])[0], work))
     assert got == expected
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+def test_a_batch_split_across_threads_gets_the_same_bits_as_one_run(model, parts):
+    rows = contract_rows(contracts(3 * MIN_CHUNK_ROWS // 2 + 3, seed=parts))  # not whole chunks
+    with ThreadPoolExecutor(parts) as pool:
+        split = asyncio.run(run_split(model, rows, pool, parts))
+    assert np.array_equal(split, model.run(rows))
