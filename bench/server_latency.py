@@ -114,15 +114,20 @@ def pricing(port: int, workers: int = 1, metrics_port: int = 0) -> list[str]:
             "--log-level", "WARNING"]  # fmt: skip
 
 
-def model_runs(metrics_port: int) -> tuple[float, float]:
-    """(runs, seconds) the server's micro-batcher has spent in onnxruntime so far."""
+def histogram_totals(metrics_port: int, histogram: str) -> tuple[float, float]:
+    """(count, sum) of an unlabelled histogram the server exports, so far."""
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
         text = reply.read().decode()
     count, total = (
-        float(re.search(rf"^pricing_model_run_seconds_{name} (\S+)$", text, re.M).group(1))
+        float(re.search(rf"^{histogram}_{name} (\S+)$", text, re.M).group(1))
         for name in ("count", "sum")
     )
     return count, total
+
+
+def model_runs(metrics_port: int) -> tuple[float, float]:
+    """(runs, seconds) the server's micro-batcher has spent in onnxruntime so far."""
+    return histogram_totals(metrics_port, "pricing_model_run_seconds")
 
 
 def warm_model_run_seconds() -> float:
@@ -149,6 +154,22 @@ def worker_pids(process: subprocess.Popen[bytes], workers: int) -> list[int]:
         for pid in children
         if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
+
+
+def place(parser: argparse.ArgumentParser, pin: bool) -> tuple[set[int] | None, str]:
+    """With `pin`, the servers' cores (the first half; this process and the load generator's
+    get the rest) and where everything runs, in words; else None and "share all cores"."""
+    if not pin:
+        return None, "client and servers share all cores"
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        parser.error("--pin needs at least 2 cores")
+    server_cores, client_cores = set(cores[: len(cores) // 2]), set(cores[len(cores) // 2 :])
+    os.sched_setaffinity(0, client_cores)  # the load generator's processes inherit it
+    return (
+        server_cores,
+        f"servers on cores {sorted(server_cores)}, client on {sorted(client_cores)}",
+    )
 
 
 def load(port: int, seconds: float, **settings: object) -> dict[str, object]:
@@ -216,7 +237,7 @@ def batch_breakdown(rows: int = 10_000) -> dict[str, float]:
                 lambda: batch_rows(parsed, model.domain, 100_000)
             )
             * 1e3,
-            f"inference (onnxruntime, {threads} threads)": best_seconds(
+            f"inference (onnxruntime, {threads} thread{'s' * (threads > 1)})": best_seconds(
                 lambda: loop.run_until_complete(run_split(model, x, pool, threads))
             )
             * 1e3,
@@ -257,15 +278,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
-    seconds, server_cores = args.seconds, None
-    placement = "client and servers share all cores"
-    if args.pin:
-        cores = sorted(os.sched_getaffinity(0))
-        if len(cores) < 2:
-            parser.error("--pin needs at least 2 cores")
-        server_cores, client_cores = set(cores[: len(cores) // 2]), set(cores[len(cores) // 2 :])
-        os.sched_setaffinity(0, client_cores)  # the load generator's processes inherit it
-        placement = f"servers on cores {sorted(server_cores)}, client on {sorted(client_cores)}"
+    seconds = args.seconds
+    server_cores, placement = place(parser, args.pin)
     print(
         f"machine: {machine()}; every load run {seconds:g} s; {args.rounds} rounds; {placement}\n"
     )
