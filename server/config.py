@@ -45,7 +45,28 @@ class ServerConfig:
     def batch_thread_count(self) -> int:
         """batch_threads, 0 resolved to the cores this process may use (MAX_AUTO_BATCH_THREADS
         at most)."""
-        return self.batch_threads or min(MAX_AUTO_BATCH_THREADS, len(os.sched_getaffinity(0)))
+        return self.batch_threads or min(MAX_AUTO_BATCH_THREADS, usable_cores())
+
+
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may use: its CPU affinity, bounded by a cgroup CPU quota (a
+    container's CPU limit, which the affinity does not show), at least 1."""
+    cores = len(os.sched_getaffinity(0))
+    quota = _cpu_quota(cgroup)
+    return cores if quota is None else max(1, min(cores, int(quota)))
+
+
+def _cpu_quota(cgroup: Path) -> float | None:
+    """The CPUs a cgroup's quota allows, or None without a (readable) quota."""
+    try:
+        if (cgroup / "cpu.max").exists():  # cgroup v2: "<quota> <period>", quota "max" if none
+            quota, period = (cgroup / "cpu.max").read_text().split()
+        else:  # cgroup v1: quota -1 if none
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text()
+        return None if quota.strip() in ("max", "-1") else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
 
 
 # flag, environment variable, parser, help
@@ -125,7 +146,8 @@ _OPTIONS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
         "PRICING_BATCH_THREADS",
         int,
         "threads one PriceBatch's rows are split across, run in parallel; 0 = one per core "
-        f"this process may use, at most {MAX_AUTO_BATCH_THREADS}",
+        "this process may use (its CPU affinity, within a container's CPU limit), at most "
+        f"{MAX_AUTO_BATCH_THREADS}",
     ),
     "max_concurrent_rpcs": (
         "--max-concurrent-rpcs",

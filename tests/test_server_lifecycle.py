@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from redis_process import free_port
-from server.config import MAX_AUTO_BATCH_THREADS, ServerConfig, parse_config
+from server.config import MAX_AUTO_BATCH_THREADS, ServerConfig, parse_config, usable_cores
 from server_process import ServerProcess
 from shared.api import pricing_pb2 as pb
 from shared.api import pricing_pb2_grpc
@@ -43,9 +43,29 @@ def test_flags_beat_environment_beat_defaults():
 
 
 def test_batch_threads_default_to_the_cores_this_process_may_use():
-    cores = len(os.sched_getaffinity(0))
-    assert parse_config([], {}).batch_thread_count == min(cores, MAX_AUTO_BATCH_THREADS)
+    assert parse_config([], {}).batch_thread_count == min(usable_cores(), MAX_AUTO_BATCH_THREADS)
+    assert 1 <= usable_cores() <= len(os.sched_getaffinity(0))
     assert parse_config(["--batch-threads", "3"], {}).batch_thread_count == 3
+
+
+@pytest.mark.parametrize(
+    ("files", "limit"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),  # cgroup v2, no limit
+        ({"cpu.max": "150000 100000\n"}, 1),  # 1.5 CPUs: one whole core
+        ({"cpu.max": "50000 100000\n"}, 1),  # less than one: still one thread
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ({"cpu.max": "garbage\n"}, None),
+        ({}, None),  # no cgroup files at all
+    ],
+)
+def test_a_container_cpu_limit_bounds_the_usable_cores(tmp_path, files, limit):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    cores = len(os.sched_getaffinity(0))
+    assert usable_cores(tmp_path) == (cores if limit is None else min(cores, limit))
 
 
 @pytest.mark.parametrize(
