@@ -108,9 +108,11 @@ def noop(port: int) -> list[str]:
     return [sys.executable, str(REPO / "bench" / "noop_server.py"), "--port", str(port)]
 
 
-def pricing(port: int, workers: int = 1, metrics_port: int = 0) -> list[str]:
+def pricing(
+    port: int, workers: int = 1, metrics_port: int = 0, models: Path = REPO / "models"
+) -> list[str]:
     return [sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(port), "--models",
-            str(REPO / "models"), "--metrics-port", str(metrics_port), "--workers", str(workers),
+            str(models), "--metrics-port", str(metrics_port), "--workers", str(workers),
             "--log-level", "WARNING"]  # fmt: skip
 
 
