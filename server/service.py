@@ -152,7 +152,8 @@ class PricingService(pricing_pb2_grpc.PricingServiceServicer):
         self, request: pricing_pb2.PriceOptionRequest, context: grpc.aio.ServicerContext
     ) -> pricing_pb2.PriceOptionResponse:
         model = self.models.current
-        is_put, *contract = option_row(request, model.domain)
+        row = option_row(request, model.domain)
+        is_put, contract = row[0], row[1:]
         quote, tier = await self.cache.get(quote_key(model.cache_tag, contract))
         version = model.version
         if quote is None:
