@@ -68,12 +68,11 @@ def main() -> None:
         folders = {"the committed PINN": REPO / "models"}
         for muls in MULS:
             folder = Path(scratch) / f"muls-{muls}"
+            graph = stand_in(muls)
             store = ArtifactStore(folder)
-            written = store.write(KIND, NAME, {MODEL_FILE: stand_in(muls)}, pinn.written_meta)
+            written = store.write(KIND, NAME, {MODEL_FILE: graph}, pinn.written_meta)
             store.promote(KIND, NAME, written.version)
-            folders[f"stand-in, {len(onnx.load_from_string(stand_in(muls)).graph.node)} nodes"] = (
-                folder
-            )
+            folders[f"stand-in, {len(onnx.load_from_string(graph).graph.node)} nodes"] = folder
         ports = {"no-op server": free_port()}
         servers.enter_context(running(noop(ports["no-op server"]), ports["no-op server"], False,
                                       server_cores))  # fmt: skip
